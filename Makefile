@@ -1,0 +1,59 @@
+# AVCaption — `make run` starts the whole platform on the embedded defaults, `make test` runs the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MEMBERS := libs/common services/gateway services/upload services/media services/stats services/webhooks
+# Never download a Python interpreter: use the machine's own.
+export UV_PYTHON_DOWNLOADS := never
+UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test lint fmt lock clean
+
+help:
+	@echo "make run    set up (first time) and start the whole platform on the embedded defaults"
+	@echo "make test   set up (first time) and run the test suite"
+	@echo "make lint   ruff + mypy"
+	@echo "make lock   re-resolve dependencies and refresh requirements.lock"
+
+setup: $(STAMP)
+
+# uv comes from PyPI when the machine does not have it yet.
+$(STAMP): requirements.lock pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS))
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+	  $(PYTHON) -m pip install --user --quiet uv || \
+	  $(PYTHON) -m pip install --user --quiet --break-system-packages uv
+	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip sync --python $(BIN)/python --require-hashes requirements.lock
+	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation \
+	  -e . $(addprefix -e ,$(MEMBERS))
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/avcaption serve
+
+test: setup
+	$(BIN)/pytest -rs $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# uv.lock stays out of git (it records the registry's addresses); requirements.lock holds
+# versions and hashes only.
+lock:
+	$(UV) lock --upgrade
+	$(UV) export --frozen --all-groups --no-emit-workspace --no-header --format requirements-txt \
+	  -o requirements.lock >/dev/null
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,59 @@
+"""Settings shared by every component, read from `AVC_*` environment variables.
+
+Adapters are picked from URLs. An empty URL means "the embedded default under the data dir",
+so `avcaption serve` with no configuration runs with no servers at all.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["gateway", "upload", "media", "stats", "webhooks"]
+SERVICE_NAMES: tuple[ServiceName, ...] = ("gateway", "upload", "media", "stats", "webhooks")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AVC_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("./data")
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    database_url: str = ""
+    storage_url: str = ""
+    bus_url: str = ""
+    ratelimit_url: str = ""
+    bus_exchange: str = "avcaption.events"
+    # Prefix for queue names: lets test runs and several installations share one broker.
+    bus_queue_prefix: str = "avcaption"
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Signs the gateway's per-request internal tokens; services verify with the same secret.
+    internal_secret: SecretStr = SecretStr("")
+
+    @cached_property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite://{self.resolved_data_dir}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or f"file://{self.resolved_data_dir / 'objects'}"
+
+    @property
+    def effective_bus_url(self) -> str:
+        return self.bus_url or "memory://"
+
+    @property
+    def effective_ratelimit_url(self) -> str:
+        return self.ratelimit_url or "memory://"
