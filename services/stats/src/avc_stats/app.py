@@ -1,0 +1,19 @@
+"""The stats service's ASGI app: per-account and per-video counters, view thresholds."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from avc_common.config import Settings
+from avc_common.web import create_service_app, package_version
+
+SERVICE = "stats"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Returns the stats app; its routes, state and readiness checks come with later issues."""
+    return create_service_app(
+        service=SERVICE,
+        settings=settings if settings is not None else Settings(),
+        version=package_version("avc-stats"),
+    )

@@ -1,0 +1,101 @@
+"""The `avcaption` command: `version`, `serve` (and, with later issues, `admin ...`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from avcaption import __version__
+from avcaption.components import ALL, COMPONENTS
+
+app = typer.Typer(
+    name="avcaption",
+    help="AVCaption: a self-hostable video platform API.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Locals of a crashed server can hold secrets (URLs with passwords).
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    console.print(f"avcaption {__version__}", highlight=False)
+
+
+def _check_target(value: str) -> str:
+    if value not in COMPONENTS:
+        choices = ", ".join(COMPONENTS)
+        raise typer.BadParameter(f"unknown target {value!r}; choose one of: {choices}.")
+    return value
+
+
+@app.command()
+def serve(
+    target: Annotated[
+        str,
+        typer.Option(
+            envvar="AVC_TARGET",
+            callback=_check_target,
+            help=f"What to run: {', '.join(COMPONENTS)}.",
+        ),
+    ] = ALL,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on. (env AVC_HOST, default 0.0.0.0)"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on. (env AVC_PORT, default 8080)"),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help="Where embedded databases and objects live; created if missing.  "
+            "(env AVC_DATA_DIR, default ./data)",
+        ),
+    ] = None,
+) -> None:
+    """Run a component (or every component in one process) until SIGINT/SIGTERM."""
+    # Imported here: `avcaption version` and `--help` need none of the server stack.
+    from avc_common.config import Settings
+    from avc_common.logging import configure_logging, get_logger
+    from avcaption.server import serve as run_server
+
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise typer.BadParameter(f"invalid settings: {problems}") from None
+
+    try:
+        configure_logging(service=target, level=settings.log_level, json=settings.log_json)
+    except ValueError as exc:
+        raise typer.BadParameter(f"invalid settings: AVC_LOG_LEVEL: {exc}") from None
+
+    data = settings.resolved_data_dir
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot create {data}: {exc.strerror}", param_hint="--data-dir"
+        ) from None
+    log = get_logger("avcaption.cli")
+    log.info("serve", target=target, host=settings.host, port=settings.port, data_dir=str(data))
+    run_server(COMPONENTS[target].create(settings), host=settings.host, port=settings.port)
+    log.info("stopped", target=target)
+
+
+def main() -> None:
+    """Entry point of the `avcaption` console script."""
+    app()

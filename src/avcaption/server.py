@@ -1,0 +1,52 @@
+"""Runs an ASGI app under uvicorn until SIGINT/SIGTERM, then shuts down gracefully."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Final
+
+import uvicorn
+from starlette.types import ASGIApp
+
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+# Under Kubernetes' default 30 s termination grace period.
+GRACEFUL_SHUTDOWN_SECONDS: Final = 25
+
+
+def serve(app: ASGIApp, *, host: str, port: int) -> None:
+    """Serves `app` on host:port; returns after a clean shutdown (SIGINT or SIGTERM)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        # Logging is ours (avc_common.logging): uvicorn's records go through the same formatter.
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    server = uvicorn.Server(config)
+    with _stop_signals_end_cleanly(server):
+        server.run()
+
+
+@contextmanager
+def _stop_signals_end_cleanly(server: uvicorn.Server) -> Iterator[None]:
+    """After a graceful shutdown uvicorn re-raises the signal it caught with the previous
+    handlers restored, so that the process dies of it (exit status 130/143). A stop we asked
+    for is a success: with these handlers in place the re-raised signal is a no-op and the
+    process exits 0. A signal arriving before uvicorn installs its own handlers stops it too.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
