@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from avc_common.config import Settings
 from avc_common.logging import get_logger
+from avc_common.runtime import Adapters
 from avc_common.web import (
     LifespanManager,
     add_readiness_check,
@@ -39,9 +40,10 @@ log = get_logger(__name__)
 class AllInOneApp:
     """Serves `front`; on the server's lifespan events starts/stops every app together."""
 
-    def __init__(self, front: FastAPI, embedded: Mapping[str, ASGIApp]) -> None:
+    def __init__(self, front: FastAPI, embedded: Mapping[str, ASGIApp], adapters: Adapters) -> None:
         self.front = front
         self.embedded = dict(embedded)
+        self.adapters = adapters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -52,6 +54,8 @@ class AllInOneApp:
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
         async with AsyncExitStack() as stack:
+            # Registered first, so it runs last: the shared adapters outlive every component.
+            stack.push_async_callback(self.adapters.aclose)
             try:
                 for app in self.embedded.values():
                     await stack.enter_async_context(LifespanManager(app))
@@ -76,10 +80,11 @@ class AllInOneApp:
 
 def create_all_in_one_app(settings: Settings) -> AllInOneApp:
     """Returns the gateway app with every embedded component wired in (see the module doc)."""
-    front = COMPONENTS[FRONT].create(settings)
+    adapters = Adapters(settings)
+    front = COMPONENTS[FRONT].create(settings, adapters)
     if not isinstance(front, FastAPI):
         raise TypeError(f"the {FRONT} component must be a FastAPI app, got {type(front)!r}")
-    embedded = {c.name: c.create(settings) for c in embedded_components()}
+    embedded = {c.name: c.create(settings, adapters) for c in embedded_components()}
     front.state.service_apps = embedded
     for name, app in embedded.items():
         if isinstance(app, FastAPI):
@@ -90,4 +95,4 @@ def create_all_in_one_app(settings: Settings) -> AllInOneApp:
                 functools.partial(require_ready, app),
                 timeout=_EMBEDDED_READINESS_TIMEOUT,
             )
-    return AllInOneApp(front, embedded)
+    return AllInOneApp(front, embedded, adapters)

@@ -15,8 +15,10 @@ from typing import Final, cast
 from starlette.types import ASGIApp
 
 from avc_common.config import Settings
+from avc_common.runtime import Adapters
 
-AppFactory = Callable[[Settings], ASGIApp]
+AppFactory = Callable[..., ASGIApp]
+"""`factory(settings)` or, for components embedded in all-in-one mode, also `adapters=`."""
 
 ALL: Final = "all"
 # The component that faces clients when everything runs in one process.
@@ -37,9 +39,12 @@ class Component:
         module, _, attr = self.factory.partition(":")
         return cast(AppFactory, getattr(importlib.import_module(module), attr))
 
-    def create(self, settings: Settings) -> ASGIApp:
-        """Returns a new ASGI app for this component."""
-        return self.load()(settings)
+    def create(self, settings: Settings, adapters: Adapters | None = None) -> ASGIApp:
+        """Returns a new ASGI app; `adapters` are shared with the other components of the process
+        (otherwise the app opens and closes its own)."""
+        if adapters is None:
+            return self.load()(settings)
+        return self.load()(settings, adapters=adapters)
 
 
 COMPONENTS: Final[dict[str, Component]] = {

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from avc_common.config import Settings
 from avc_common.logging import configure_logging
+from avc_common.runtime import Adapters
 from avc_common.web import LifespanError, LifespanManager, add_readiness_check
 from avcaption.allinone import AllInOneApp, create_all_in_one_app
 from avcaption.components import ALL, COMPONENTS, FRONT, embedded_components
@@ -79,7 +80,7 @@ async def test_all_in_one_starts_every_component_and_serves_the_gateway(
         metrics = (await client.get("/metrics")).text
 
     assert ready.status_code == 200
-    assert ready.json()["checks"] == dict.fromkeys(EMBEDDED, "ok")
+    assert ready.json()["checks"] == dict.fromkeys(["documents", "ratelimiter", *EMBEDDED], "ok")
     assert missing.json() == {"error": "Not found.", "code": "not_found", "request_id": "all-1"}
     assert 'service="gateway",status="404"' in metrics
     assert 'route="/healthz",service="media",status="200"' in metrics
@@ -98,7 +99,7 @@ async def test_gateway_is_not_ready_while_an_embedded_component_is_not(
         raise ConnectionError("no broker")
 
     app = create_all_in_one_app(settings)
-    add_readiness_check(app.front.state.service_apps["stats"], "bus", broken)
+    add_readiness_check(app.front.state.service_apps["stats"], "probe", broken)
     async with serving(app) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
@@ -124,6 +125,7 @@ async def test_a_component_failing_to_start_fails_startup_and_stops_the_others(
     app = AllInOneApp(
         component("gateway"),
         {"upload": component("upload"), "media": component("media", fail=True)},
+        Adapters(settings),
     )
     with pytest.raises(LifespanError, match="media cannot start"):
         async with LifespanManager(app):
