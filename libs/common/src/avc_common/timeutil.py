@@ -21,9 +21,9 @@ def ensure_utc(value: datetime) -> datetime:
 def to_rfc3339(value: datetime) -> str:
     """Returns `2026-11-26T18:00:00Z` (or with `.123` milliseconds when there are any)."""
     value = ensure_utc(value)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: %Y does not zero-pad years before 1000 on glibc.
+    spec = "milliseconds" if value.microsecond // 1000 else "seconds"
+    return value.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def parse_rfc3339(text: str) -> datetime:
