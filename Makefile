@@ -48,10 +48,11 @@ fmt: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release.
 # uv.lock stays out of git (it records the registry's addresses); requirements.lock holds
 # versions and hashes only.
 lock:
-	$(UV) lock --upgrade
+	$(UV) lock $(LOCK_ARGS)
 	$(UV) export --frozen --all-groups --no-emit-workspace --no-header --format requirements-txt \
 	  -o requirements.lock >/dev/null
 
