@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from secrets import token_hex
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.console import Console
 
 from avcaption import __version__
@@ -77,6 +78,15 @@ def serve(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         )
         raise typer.BadParameter(f"invalid settings: {problems}") from None
+
+    if not settings.internal_secret_value:
+        if target != ALL:
+            raise typer.BadParameter(
+                "AVC_INTERNAL_SECRET must be set (the same value for every component) when "
+                "components run as separate processes."
+            )
+        # One process: nothing outside it needs to verify the tokens, so a fresh secret will do.
+        settings = settings.model_copy(update={"internal_secret": SecretStr(token_hex(32))})
 
     try:
         configure_logging(service=target, level=settings.log_level, json=settings.log_json)

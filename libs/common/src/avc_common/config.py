@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         return self.data_dir.expanduser().resolve()
 
     @property
+    def internal_secret_value(self) -> str:
+        return self.internal_secret.get_secret_value()
+
+    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite://{self.resolved_data_dir}"
 
