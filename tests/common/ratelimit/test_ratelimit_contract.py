@@ -69,7 +69,11 @@ async def test_headers_carry_limit_remaining_reset_and_retry_after(make_limiter)
     limiter = make_limiter()
     ok = await limiter.hit("write", "k", per_minute=1)
     refused = await limiter.hit("write", "k", per_minute=1)
-    assert ok.headers().keys() == {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+    assert ok.headers().keys() == {
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+    }
     assert ok.headers()["X-RateLimit-Limit"] == "1"
     assert refused.headers()["Retry-After"].isdigit()
     assert int(refused.headers()["X-RateLimit-Reset"]) >= int(time.time())

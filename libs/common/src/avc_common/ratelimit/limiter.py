@@ -44,7 +44,9 @@ class RateLimiter:
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(storage)
 
-    async def hit(self, scope: str, key: str, *, per_minute: int, cost: int = 1) -> RateLimitDecision:
+    async def hit(
+        self, scope: str, key: str, *, per_minute: int, cost: int = 1
+    ) -> RateLimitDecision:
         """Returns whether this hit fits the budget, counting it when it does."""
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
@@ -79,7 +81,7 @@ class RateLimiter:
 
 
 def open_ratelimiter(url: str, *, key_prefix: str = "avc:rl") -> RateLimiter:
-    """Returns a limiter for `memory://` or `redis://[:password@]host:port[/db]` (`rediss://` too)."""
+    """Returns a limiter for `memory://` or `redis://[:password@]host:port[/db]` (or rediss)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return RateLimiter(MemoryStorage())
