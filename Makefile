@@ -25,8 +25,10 @@ setup: $(STAMP)
 # uv comes from PyPI when the machine does not have it yet.
 $(STAMP): requirements.lock pyproject.toml $(addsuffix /pyproject.toml,$(MEMBERS))
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
-	  $(PYTHON) -m pip install --user --quiet uv || \
-	  $(PYTHON) -m pip install --user --quiet --break-system-packages uv
+	  $(PYTHON) -m pip install --user --quiet uv 2>/dev/null || \
+	  $(PYTHON) -m pip install --user --quiet --break-system-packages uv 2>/dev/null || \
+	  $(PYTHON) -m pip install --quiet uv || \
+	  { echo "setup: could not install uv with '$(PYTHON) -m pip'; install pip for $(PYTHON) first" >&2; exit 1; }
 	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
 	$(UV) pip sync --python $(BIN)/python --require-hashes requirements.lock
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation \
