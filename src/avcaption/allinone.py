@@ -86,6 +86,7 @@ def create_all_in_one_app(settings: Settings) -> AllInOneApp:
         raise TypeError(f"the {FRONT} component must be a FastAPI app, got {type(front)!r}")
     embedded = {c.name: c.create(settings, adapters) for c in embedded_components()}
     front.state.service_apps = embedded
+    adapters.service_apps.update(embedded)
     for name, app in embedded.items():
         if isinstance(app, FastAPI):
             expose_registries(front, metrics_registry(app))

@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     # Prefix for queue names: lets test runs and several installations share one broker.
     bus_queue_prefix: str = "avcaption"
 
+    # Where each service listens when components run as separate processes (the gateway proxies
+    # to them; upload calls media). Ignored in all-in-one mode, where calls stay in-process.
+    upload_url: str = "http://127.0.0.1:8081"
+    media_url: str = "http://127.0.0.1:8082"
+    stats_url: str = "http://127.0.0.1:8083"
+    webhooks_url: str = "http://127.0.0.1:8084"
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -41,6 +48,18 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    def service_url(self, service: ServiceName) -> str:
+        """Returns the base URL of another service's HTTP API."""
+        urls: dict[str, str] = {
+            "upload": self.upload_url,
+            "media": self.media_url,
+            "stats": self.stats_url,
+            "webhooks": self.webhooks_url,
+        }
+        if service not in urls:
+            raise ValueError(f"no URL setting for service {service!r}")
+        return urls[service].rstrip("/")
 
     @property
     def internal_secret_value(self) -> str:

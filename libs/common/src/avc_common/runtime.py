@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Literal, get_args
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from avc_common.bus import Bus, open_bus
 from avc_common.documents import DocumentDatabase, open_documents
 from avc_common.objects import ObjectStore, open_objects
 from avc_common.ratelimit import RateLimiter, open_ratelimiter
+from avc_common.service_client import ServiceClients
 from avc_common.web import Lifespan, add_readiness_check
 
 if TYPE_CHECKING:
@@ -33,6 +35,10 @@ class Adapters:
         self._objects: ObjectStore | None = None
         self._bus: Bus | None = None
         self._ratelimiter: RateLimiter | None = None
+        # All-in-one mode registers every component's app here, so calls between services
+        # stay in the process.
+        self.service_apps: dict[str, ASGIApp] = {}
+        self._service_clients: ServiceClients | None = None
 
     async def documents(self, service: ServiceName) -> DocumentDatabase:
         """Returns the service's own database (one per service, also in all-in-one mode)."""
@@ -71,9 +77,18 @@ class Adapters:
                 self._ratelimiter = open_ratelimiter(self.settings.effective_ratelimit_url)
             return self._ratelimiter
 
+    def service_clients(self) -> ServiceClients:
+        """Returns the clients for calling other services' internal APIs."""
+        if self._service_clients is None:
+            self._service_clients = ServiceClients(self.settings, self.service_apps)
+        return self._service_clients
+
     async def aclose(self) -> None:
         """Closes everything opened: consumers stop before the databases they write to close."""
         async with self._lock:
+            if self._service_clients is not None:
+                await self._service_clients.aclose()
+                self._service_clients = None
             if self._bus is not None:
                 await self._bus.close()
                 self._bus = None
