@@ -1,4 +1,4 @@
-"""The `avcaption` command: `version`, `serve` (and, with later issues, `admin ...`)."""
+"""The `avcaption` command: `version`, `serve` and `admin …`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import SecretStr, ValidationError
 from rich.console import Console
 
 from avcaption import __version__
+from avcaption.admin import admin
 from avcaption.components import ALL, COMPONENTS
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
     # Locals of a crashed server can hold secrets (URLs with passwords).
     pretty_exceptions_show_locals=False,
 )
+app.add_typer(admin, name="admin")
 console = Console()
 
 

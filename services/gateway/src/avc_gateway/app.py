@@ -9,21 +9,37 @@ from fastapi import FastAPI
 from avc_common.config import Settings
 from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import create_service_app, package_version
+from avc_gateway.accounts.routes import router as accounts_router
+from avc_gateway.config import GatewaySettings
+from avc_gateway.gatekeeper import gatekeeper_lifespan
+from avc_gateway.ratelimits import RateLimitHeadersMiddleware
 
 SERVICE: Final = "gateway"
 
 
-def create_app(settings: Settings | None = None, *, adapters: Adapters | None = None) -> FastAPI:
-    """Returns the gateway app; its routes, state and readiness checks come with later issues."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    adapters: Adapters | None = None,
+    gateway_settings: GatewaySettings | None = None,
+) -> FastAPI:
+    """Returns the gateway app (`gateway_settings` default to the `AVC_*` environment)."""
     settings = settings if settings is not None else Settings()
-    return create_service_app(
+    gateway_settings = gateway_settings if gateway_settings is not None else GatewaySettings()
+    app = create_service_app(
         service=SERVICE,
         settings=settings,
+        routers=[accounts_router],
         lifespan=adapters_lifespan(
             service=SERVICE,
             settings=settings,
             adapters=adapters,
             needs=("documents", "ratelimiter"),
+            then=gatekeeper_lifespan(settings, gateway_settings),
         ),
         version=package_version("avc-gateway"),
     )
+    app.state.gateway_settings = gateway_settings
+    # Outermost: the headers also reach 500s and whatever the proxy streams back.
+    app.add_middleware(RateLimitHeadersMiddleware)
+    return app
