@@ -32,6 +32,13 @@ def version() -> None:
     console.print(f"avcaption {__version__}", highlight=False)
 
 
+def _settings_problems(exc: ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+    )
+    return f"invalid settings: {problems}"
+
+
 def _check_target(value: str) -> str:
     if value not in COMPONENTS:
         choices = ", ".join(COMPONENTS)
@@ -76,10 +83,7 @@ def serve(
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise typer.BadParameter(f"invalid settings: {problems}") from None
+        raise typer.BadParameter(_settings_problems(exc)) from None
 
     if not settings.internal_secret_value:
         if target != ALL:
@@ -104,7 +108,12 @@ def serve(
         ) from None
     log = get_logger("avcaption.cli")
     log.info("serve", target=target, host=settings.host, port=settings.port, data_dir=str(data))
-    run_server(COMPONENTS[target].create(settings), host=settings.host, port=settings.port)
+    try:
+        # Components read their own settings classes too (e.g. the gateway's secrets).
+        component = COMPONENTS[target].create(settings)
+    except ValidationError as exc:
+        raise typer.BadParameter(_settings_problems(exc)) from None
+    run_server(component, host=settings.host, port=settings.port)
     log.info("stopped", target=target)
 
 

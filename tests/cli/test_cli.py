@@ -62,3 +62,15 @@ def test_no_command_shows_help() -> None:
     result = runner.invoke(app, [])
     assert "serve" in result.output
     assert "version" in result.output
+
+
+def test_serve_reports_a_bad_component_setting_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AVC_JWT_SECRET", "short")
+    result = CliRunner().invoke(
+        app, ["serve", "--target", "all", "--data-dir", str(tmp_path), "--port", "18556"]
+    )
+    assert result.exit_code != 0
+    assert "jwt_secret" in result.output
+    assert "Traceback" not in result.output
