@@ -1,0 +1,240 @@
+"""The sender loop of `webhooks-worker`: claims due deliveries, sends them, schedules retries.
+
+Claiming is one atomic find-and-update that leases the delivery to this worker (a new token per
+claim) for `AVC_WEBHOOK_LEASE_SECONDS`, longer than an attempt may take; the result is stored
+only under that token, so two workers never send the same attempt concurrently. A worker that
+dies mid-attempt leaves a lease that runs out, and the delivery is claimed again (the receiver
+may then see the same `webhook-id` twice, which is what it is there for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from avc_common.logging import get_logger
+from avc_common.timeutil import to_rfc3339, utcnow
+from avc_webhooks.config import WebhookSettings
+from avc_webhooks.repository import Delivery, WebhookRepository
+from avc_webhooks.sender import OUTCOMES, AttemptResult, Sender
+
+log = get_logger(__name__)
+
+ENDPOINT_DELETED: Final = "The webhook was deleted."
+ENDPOINT_DISABLED: Final = "The webhook is disabled."
+GONE_DISABLED: Final = "The webhook was disabled: the receiver answered 410 Gone."
+FAILING_DISABLED: Final = "The webhook was disabled after failing every attempt for too long."
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "avc_webhook_attempts",
+            "Webhook delivery attempts, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "avc_webhook_attempt_duration_seconds",
+            "How long webhook delivery attempts took, by outcome.",
+            ["outcome"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
+            registry=registry,
+        )
+        self.disabled = Counter(
+            "avc_webhook_endpoints_disabled",
+            "Webhook endpoints the worker disabled, by reason (gone, failing).",
+            ["reason"],
+            registry=registry,
+        )
+        for outcome in OUTCOMES:  # every series present from the start
+            self.attempts.labels(outcome)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        repository: WebhookRepository,
+        sender: Sender,
+        settings: WebhookSettings,
+        metrics: WorkerMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._repo = repository
+        self._sender = sender
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Sends due deliveries, at most `concurrency` at once, until cancelled; then waits
+        (bounded by one attempt's timeout) for the attempts under way."""
+        slots = asyncio.Semaphore(self._settings.concurrency)
+        try:
+            while True:
+                await slots.acquire()
+                try:
+                    claimed = await self._claim()
+                except Exception as exc:
+                    slots.release()
+                    log.warning("webhook_claim_failed", exc_info=exc)
+                    await asyncio.sleep(self._settings.poll_interval_seconds)
+                    continue
+                if claimed is None:
+                    slots.release()
+                    await asyncio.sleep(self._settings.poll_interval_seconds)
+                    continue
+                task = asyncio.create_task(self._deliver_guarded(*claimed))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(lambda _: slots.release())
+        finally:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        _, pending = await asyncio.wait(
+            set(self._in_flight), timeout=self._settings.timeout_seconds + 5
+        )
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _claim(self) -> tuple[Delivery, str] | None:
+        token = secrets.token_hex(12)
+        delivery = await self._repo.claim_due(now=self._clock(), lease=self._lease, token=token)
+        return None if delivery is None else (delivery, token)
+
+    async def run_once(self) -> bool:
+        """Claims and sends one due delivery; returns False when none was due (tests)."""
+        claimed = await self._claim()
+        if claimed is None:
+            return False
+        await self.deliver(*claimed)
+        return True
+
+    async def _deliver_guarded(self, delivery: Delivery, token: str) -> None:
+        try:
+            await self.deliver(delivery, token)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._repo.release(delivery.id, token=token)
+            raise
+        except Exception as exc:
+            # The lease runs out and the delivery is claimed again.
+            log.error("webhook_delivery_crashed", delivery_id=delivery.id, exc_info=exc)
+
+    async def deliver(self, delivery: Delivery, token: str) -> None:
+        """Makes one attempt of a claimed delivery and stores what came of it."""
+        endpoint = await self._repo.get_endpoint(
+            account_id=delivery.account_id, endpoint_id=delivery.endpoint_id
+        )
+        if endpoint is None or not endpoint.enabled:
+            reason = ENDPOINT_DELETED if endpoint is None else ENDPOINT_DISABLED
+            await self._repo.finish_attempt(
+                delivery.id,
+                token=token,
+                fields=_give_up(reason, self._clock()),
+                attempt=None,
+                count_attempt=False,
+            )
+            return
+        result = await self._sender.send(
+            url=endpoint.url,
+            secret=endpoint.secret,
+            message_id=delivery.event_id,
+            body=delivery.body,
+        )
+        if self._metrics is not None:
+            self._metrics.attempts.labels(result.outcome).inc()
+            self._metrics.duration.labels(result.outcome).observe(result.duration_ms / 1000)
+        now = self._clock()
+        fields = await self._outcome_fields(delivery, endpoint.id, result, now)
+        entry = _attempt_entry(delivery.attempts + 1, result)
+        stored = await self._repo.finish_attempt(
+            delivery.id, token=token, fields=fields, attempt=entry, count_attempt=True
+        )
+        log.info(
+            "webhook_attempt",
+            delivery_id=delivery.id,
+            webhook_id=endpoint.id,
+            event_id=delivery.event_id,
+            attempt=delivery.attempts + 1,
+            outcome=result.outcome,
+            status_code=result.status_code,
+            next_status=fields["status"],
+            stored=stored,
+        )
+
+    async def _outcome_fields(
+        self, delivery: Delivery, endpoint_id: str, result: AttemptResult, now: datetime
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "updated_at": now,
+            "last_status_code": result.status_code,
+            "last_error": result.error,
+        }
+        if result.succeeded:
+            await self._repo.endpoint_succeeded(endpoint_id)
+            return {**fields, "status": "succeeded", "next_attempt_at": None, "delivered_at": now}
+        if result.outcome == "gone":
+            await self._disable(endpoint_id, "gone", GONE_DISABLED, now)
+            return {**fields, "status": "failed", "next_attempt_at": None}
+        failures = delivery.auto_failures + 1
+        fields["auto_failures"] = failures
+        endpoint = await self._repo.endpoint_failed(endpoint_id, now=now)
+        if (
+            endpoint is not None
+            and endpoint.failing_since is not None
+            and (now - endpoint.failing_since).total_seconds()
+            >= self._settings.disable_after_seconds
+        ):
+            await self._disable(endpoint_id, "failing", FAILING_DISABLED, now)
+            return {**fields, "status": "failed", "next_attempt_at": None}
+        schedule = self._settings.retry_schedule
+        if failures > len(schedule):
+            return {**fields, "status": "failed", "next_attempt_at": None}
+        delay = schedule[failures - 1] * (1 + random.uniform(0, self._settings.retry_jitter))
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
+        return {**fields, "status": "pending", "next_attempt_at": now + timedelta(seconds=delay)}
+
+    async def _disable(self, endpoint_id: str, reason: str, message: str, now: datetime) -> None:
+        if await self._repo.disable_endpoint(endpoint_id, reason=reason, now=now):
+            given_up = await self._repo.fail_pending(
+                endpoint_id=endpoint_id, reason=message, now=now
+            )
+            if self._metrics is not None:
+                self._metrics.disabled.labels(reason).inc()
+            log.warning(
+                "webhook_disabled", webhook_id=endpoint_id, reason=reason, given_up=given_up
+            )
+
+
+def _give_up(reason: str, now: datetime) -> dict[str, Any]:
+    return {"status": "failed", "next_attempt_at": None, "last_error": reason, "updated_at": now}
+
+
+def _attempt_entry(number: int, result: AttemptResult) -> dict[str, Any]:
+    return {
+        "attempt": number,
+        "started_at": to_rfc3339(result.started_at),
+        "duration_ms": result.duration_ms,
+        "outcome": result.outcome,
+        "status_code": result.status_code,
+        "error": result.error,
+        "response_body": result.response_body,
+        "retry_after_seconds": result.retry_after,
+    }
