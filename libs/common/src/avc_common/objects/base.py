@@ -72,6 +72,10 @@ class ObjectInfo:
     etag: str
     content_type: str
     last_modified: datetime
+    sha256: str | None = None
+    """Hex SHA-256 of the whole object when the adapter saw every byte in order while writing it
+    (local adapter: `put` and `complete_multipart`); None when it did not (S3 concatenates
+    multipart uploads on the server, so only a read of the object could tell)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""What the upload service relies on from the local object store: the SHA-256 of an object
+comes out of the write that stores it (put, and the concatenation of complete_multipart), and
+survives a restart in the sidecar, so `stat` after a crash still knows it."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+from avc_common.objects import LocalObjectStore
+
+MIB = 1024 * 1024
+
+
+async def test_put_and_complete_multipart_report_the_sha256(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    await store.start()
+    data = random.Random(1).randbytes(3 * MIB + 17)
+
+    async def pieces():  # type: ignore[no-untyped-def]
+        for start in range(0, len(data), 100_000):
+            yield data[start : start + 100_000]
+
+    put = await store.put("a/put", pieces())
+    assert put.sha256 == hashlib.sha256(data).hexdigest()
+
+    upload = await store.create_multipart("a/multi")
+    parts = [
+        await store.put_part(
+            "a/multi",
+            upload,
+            n + 1,
+            data[n * MIB : (n + 1) * MIB],
+            size=len(data[n * MIB : (n + 1) * MIB]),
+        )
+        for n in reversed(range(4))
+    ]
+    info = await store.complete_multipart("a/multi", upload, parts)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    assert await store.read_bytes("a/multi") == data
+
+    reopened = LocalObjectStore(tmp_path / "objects")
+    assert (await reopened.stat("a/multi")).sha256 == info.sha256
+    assert (await reopened.stat("a/put")).sha256 == put.sha256
+    # A file without our sidecar has no known SHA-256 (the service then reads it).
+    (Path(reopened.root) / "manual").write_bytes(b"by hand")
+    assert (await reopened.stat("manual")).sha256 is None
