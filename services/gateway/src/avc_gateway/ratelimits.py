@@ -22,8 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from avc_common.errors import BadRequest, RateLimited
 from avc_common.ratelimit import RateLimitDecision, RateLimiter
+from avc_common.web.body import read_json_body
 from avc_gateway.accounts.repository import Account
-from avc_gateway.accounts.schemas import read_json_body
 from avc_gateway.config import GatewaySettings
 from avc_gateway.principal import Principal
 from avc_gateway.public_routes import RateClass

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from avc_common.errors import BadRequest, PayloadTooLarge, Unauthorized, ValidationFailed
 from avc_common.internal_auth import CurrentCaller
 from avc_common.web import error_responses
-from avc_stats.body import body_schema, parse_body
+from avc_common.web.body import body_schema, parse_body
 from avc_stats.schemas import StatsResponse, Thresholds, ThresholdsUpdate, VideosByStatus
 from avc_stats.service import StatsService
 

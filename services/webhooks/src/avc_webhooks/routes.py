@@ -20,7 +20,7 @@ from avc_common.errors import (
 from avc_common.internal_auth import Caller, CurrentCaller
 from avc_common.timeutil import to_rfc3339
 from avc_common.web import error_responses
-from avc_webhooks.body import body_schema, parse_body
+from avc_common.web.body import body_schema, parse_body
 from avc_webhooks.errors import (
     DeliveryInProgress,
     DeliveryNotFound,

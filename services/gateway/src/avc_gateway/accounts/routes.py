@@ -19,6 +19,7 @@ from avc_common.errors import (
 )
 from avc_common.timeutil import to_rfc3339
 from avc_common.web import error_responses
+from avc_common.web.body import body_schema, parse_body
 from avc_gateway.accounts.api_keys import InvalidApiKey
 from avc_gateway.accounts.repository import ApiKey
 from avc_gateway.accounts.schemas import (
@@ -30,8 +31,6 @@ from avc_gateway.accounts.schemas import (
     LoginRequest,
     RateLimits,
     TokenResponse,
-    body_schema,
-    parse_body,
 )
 from avc_gateway.accounts.service import AccountNotFound, InvalidCredentials
 from avc_gateway.accounts.tokens import InvalidToken, TokenExpired
