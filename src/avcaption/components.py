@@ -67,6 +67,12 @@ COMPONENTS: Final[dict[str, Component]] = {
         Component("stats", "avc_stats.app:create_app", "counters and view thresholds"),
         Component("webhooks", "avc_webhooks.app:create_app", "webhook endpoints and deliveries"),
         Component(
+            "media-worker",
+            "avc_media.worker:create_worker_app",
+            "encodes uploaded videos",
+            embedded=True,
+        ),
+        Component(
             "webhooks-worker",
             "avc_webhooks.worker:create_worker_app",
             "sends webhook deliveries",

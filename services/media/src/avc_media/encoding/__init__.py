@@ -1,0 +1,1 @@
+"""Encoding of untrusted uploads: ffmpeg selection and sandboxing, probing, the HLS ladder."""

@@ -1,0 +1,568 @@
+"""`media-worker`: encodes uploaded videos (`video.uploaded` on the queue `media.encode`).
+
+How an encode is never lost, and never done twice at once:
+
+- **Lease.** A worker first takes a lease on the video document (`lease_owner`,
+  `lease_expires_at`, atomically, only while the video is `processing` and nobody else holds a
+  live lease) and renews it every `AVC_MEDIA_LEASE_SECONDS / 4` while ffmpeg runs. When a renewal
+  finds the lease gone (video deleted, or taken over after this worker stalled), the encode is
+  cancelled. The result is recorded only while the lease is still held.
+- **Ack after the result.** The bus message is acked when the handler returns, i.e. after the
+  result (`ready`/`failed`) is stored. A worker killed mid-encode leaves it unacked: RabbitMQ
+  hands it to another worker, which waits (at most two lease periods) for the dead worker's
+  lease to run out and takes over.
+- **Re-drive** (on start, then every `AVC_MEDIA_REDRIVE_INTERVAL_SECONDS`): a `processing`
+  video whose lease ran out, or that no worker ever leased within
+  `AVC_MEDIA_REDRIVE_AFTER_SECONDS` (the upload service died between registering and
+  publishing, or the message was dead-lettered), is re-queued by republishing its
+  `video.uploaded` event — with the original event id when a worker saw it (other consumers
+  deduplicate on it), else a deterministic one (`uploaded_event_id`). After
+  `AVC_MEDIA_MAX_ENCODE_ATTEMPTS` leases the video fails with `encode_failed` instead.
+- **Outbox.** `video.encoded`/`video.failed` (and the API's `video.deleted`) are written into
+  the video document in the same update as the state they announce, published, then removed;
+  the re-drive publishes whatever a crash left there, and finishes interrupted deletes.
+- **Idempotent.** An event for a video that is `ready`, `failed`, deleted or unknown is acked
+  and ignored.
+
+RabbitMQ's `consumer_timeout` (default 30 minutes) closes a channel whose delivery stays
+unacked longer; the message is then redelivered while the first worker still encodes. The lease
+makes that harmless (the second delivery waits, then finds the video held or finished), but a
+deployment whose encodes can take longer should raise `consumer_timeout` above
+`AVC_MEDIA_ENCODE_TIMEOUT_BASE_SECONDS + FACTOR x AVC_MEDIA_MAX_DURATION_SECONDS`. Heartbeats
+keep flowing meanwhile: ffmpeg is a subprocess and every file operation is awaited, so the event
+loop is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, Final
+
+import structlog
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import ValidationError
+
+from avc_common.bus import Bus, BusError, InMemoryBus
+from avc_common.config import Settings
+from avc_common.events import (
+    ErrorInfo,
+    Event,
+    RenditionInfo,
+    VideoEncoded,
+    VideoFailed,
+    VideoUploaded,
+)
+from avc_common.ids import new_token
+from avc_common.logging import get_logger
+from avc_common.objects import ObjectStore
+from avc_common.runtime import Adapters, adapters_lifespan
+from avc_common.timeutil import ensure_utc, utcnow
+from avc_common.web import (
+    Lifespan,
+    add_readiness_check,
+    create_service_app,
+    metrics_registry,
+    package_version,
+)
+from avc_media.encoding.ffmpeg import find_binaries
+from avc_media.encoding.pipeline import EncodeOutput, Encoder, encode_failed
+from avc_media.encoding.probe import MediaRejected
+from avc_media.playback import video_prefix
+from avc_media.repository import Deletions, Doc, EncodeJobs, ensure_indexes
+from avc_media.service import finish_delete, publish_outbox
+from avc_media.settings import MediaSettings
+
+COMPONENT: Final = "media-worker"
+DATABASE: Final = "media"
+QUEUE: Final = "media.encode"
+ROUTING_KEYS: Final = ("video.uploaded",)
+BUS_MAX_ATTEMPTS: Final = 5
+BUS_RETRY_DELAY_SECONDS: Final = 5.0
+_REDRIVE_BATCH: Final = 100
+_ENCODE_BUCKETS: Final = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+log = get_logger(__name__)
+
+
+def uploaded_event_id(video_id: str) -> str:
+    """Returns the deterministic id a re-driven `video.uploaded` gets when the original event's
+    id is unknown: the same for every worker and every round, so duplicates collapse."""
+    digest = hashlib.sha256(f"avc:video.uploaded:{video_id}".encode()).digest()[:16]
+    n = int.from_bytes(digest, "big")
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    while n:
+        n, r = divmod(n, 36)
+        out.append(alphabet[r])
+    return "evt_" + "".join(reversed(out)).rjust(25, "0")
+
+
+def uploaded_event(doc: Doc) -> Event:
+    """Returns the `video.uploaded` event that re-queues a stored video."""
+    payload = VideoUploaded(
+        video_id=doc["_id"],
+        upload_id=doc.get("upload_id"),
+        filename=doc["filename"],
+        title=doc.get("title"),
+        size_bytes=doc["size_bytes"],
+        sha256=doc.get("sha256"),
+        source_key=doc["source_key"],
+    )
+    return Event(
+        id=doc.get("upload_event_id") or uploaded_event_id(doc["_id"]),
+        type=payload.type,
+        occurred_at=doc["created_at"],
+        account_id=doc["account_id"],
+        request_id=doc.get("request_id"),
+        data=payload.model_dump(mode="json"),
+    )
+
+
+class EncodeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.encodes = Counter(
+            "avc_media_encodes_total",
+            "Encodes by outcome (ready, failed, retry, lost, skipped).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "avc_media_encode_seconds",
+            "Wall time of one encode (probe to stored), by outcome.",
+            ["outcome"],
+            buckets=_ENCODE_BUCKETS,
+            registry=registry,
+        )
+        self.queue_lag = Histogram(
+            "avc_media_encode_queue_lag_seconds",
+            "Time from registration to the start of the encode.",
+            buckets=_ENCODE_BUCKETS,
+            registry=registry,
+        )
+        self.in_progress = Gauge(
+            "avc_media_encodes_in_progress", "Encodes running now.", registry=registry
+        )
+        self.redriven = Counter(
+            "avc_media_redriven_total",
+            "Work re-driven from the media database, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+class EncodeWorker:
+    """Handles `video.uploaded` (see the module docstring) and re-drives stuck work."""
+
+    def __init__(
+        self,
+        *,
+        settings: MediaSettings,
+        jobs: EncodeJobs,
+        deletions: Deletions,
+        objects: ObjectStore,
+        bus: Bus,
+        encoder: Encoder,
+        metrics: EncodeMetrics,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.deletions = deletions
+        self.objects = objects
+        self.bus = bus
+        self.encoder = encoder
+        self.metrics = metrics
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{new_token(6)}"
+
+    # ---- the consumer --------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        """Encodes the video an event names, unless it is done, gone or held elsewhere."""
+        try:
+            payload = VideoUploaded.model_validate(event.data)
+        except ValidationError:
+            log.error("encode_event_invalid", event_id=event.id)
+            return
+        with structlog.contextvars.bound_contextvars(
+            video_id=payload.video_id, account_id=event.account_id, request_id=event.request_id
+        ):
+            doc = await self.jobs.get(event.account_id, payload.video_id)
+            if doc is None or doc.get("deleted_at") is not None:
+                log.info("encode_skipped", reason="no such video")
+                self.metrics.encodes.labels("skipped").inc()
+                return
+            if doc.get("upload_event_id") is None:
+                await self.jobs.remember_upload_event(doc["_id"], event.id)
+            if doc["status"] != "processing":
+                log.info("encode_skipped", reason=f"already {doc['status']}")
+                self.metrics.encodes.labels("skipped").inc()
+                return
+            leased = await self._acquire(doc)
+            if leased is None:
+                self.metrics.encodes.labels("skipped").inc()
+                return
+            await self._encode(leased)
+
+    async def _acquire(self, doc: Doc) -> Doc | None:
+        """Returns the video leased to this worker; waits up to two lease periods while another
+        worker's lease is live (it may be a dead worker's), then leaves it to that worker."""
+        lease = self.settings.media_lease_seconds
+        deadline = time.monotonic() + 2 * lease
+        while True:
+            leased = await self.jobs.acquire_lease(
+                doc["account_id"], doc["_id"], owner=self.owner, seconds=lease
+            )
+            if leased is not None:
+                return leased
+            current = await self.jobs.get(doc["account_id"], doc["_id"])
+            if (
+                current is None
+                or current.get("deleted_at") is not None
+                or current["status"] != "processing"
+            ):
+                return None
+            if time.monotonic() >= deadline:
+                log.info("encode_skipped", reason="held by a live worker")
+                return None
+            await asyncio.sleep(min(lease / 4, max(0.05, deadline - time.monotonic())))
+
+    async def _encode(self, doc: Doc) -> None:
+        video_id = doc["_id"]
+        if int(doc.get("encode_attempts") or 0) > self.settings.media_max_encode_attempts:
+            await self._give_up(doc)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(video_id, lost, task), name="lease")
+        created = doc.get("created_at")
+        if created is not None:
+            self.metrics.queue_lag.observe(
+                max(0.0, (utcnow() - ensure_utc(created)).total_seconds())
+            )
+        self.metrics.in_progress.inc()
+        started = time.monotonic()
+        outcome = "retry"
+        try:
+            outcome = await self._encode_and_record(doc)
+        except asyncio.CancelledError:
+            if lost.is_set() and task.uncancel() == 0:
+                log.warning("encode_lease_lost")
+                outcome = "lost"
+                return
+            await self._release_quietly(video_id)
+            raise
+        except _LeaseLost:
+            log.warning("encode_lease_lost")
+            outcome = "lost"
+        except Exception:
+            log.exception("encode_error_will_retry")
+            await self._release_quietly(video_id)
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            self.metrics.in_progress.dec()
+            self.metrics.encodes.labels(outcome).inc()
+            self.metrics.seconds.labels(outcome).observe(time.monotonic() - started)
+
+    async def _release_quietly(self, video_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                asyncio.wait_for(self.jobs.release_lease(video_id, owner=self.owner), 5)
+            )
+
+    async def _keep_lease(
+        self, video_id: str, lost: asyncio.Event, task: asyncio.Task[Any]
+    ) -> None:
+        interval = self.settings.lease_heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await self.jobs.renew_lease(
+                    video_id, owner=self.owner, seconds=self.settings.media_lease_seconds
+                )
+            except Exception:
+                # The database is unreachable: keep encoding; recording the result checks the
+                # lease again.
+                log.warning("lease_renewal_failed", exc_info=True)
+                continue
+            if not held:
+                lost.set()
+                task.cancel()
+                return
+
+    async def _encode_and_record(self, doc: Doc) -> str:
+        video_id, account_id = doc["_id"], doc["account_id"]
+        request_id = doc.get("request_id")
+        try:
+            async with self.encoder.encode(
+                video_id=video_id, source_key=doc["source_key"]
+            ) as output:
+                if not await self.jobs.renew_lease(
+                    video_id, owner=self.owner, seconds=self.settings.media_lease_seconds
+                ):
+                    raise _LeaseLost()
+                stored = await self.encoder.store(video_id, output)
+                fields, event = self._ready(doc, output, stored)
+        except MediaRejected as rejected:
+            log.info("encode_rejected", code=rejected.code)
+            fields, event = self._failed(doc, rejected)
+            if not await self.jobs.finish(video_id, owner=self.owner, fields=fields, event=event):
+                raise _LeaseLost() from None
+            await self._publish(video_id, event)
+            return "failed"
+        if not await self.jobs.finish(video_id, owner=self.owner, fields=fields, event=event):
+            await self._discard_output(account_id, video_id)
+            raise _LeaseLost()
+        log.info(
+            "encode_finished",
+            renditions=[r["name"] for r in fields["renditions"]],
+            renditions_bytes=stored,
+            request_id=request_id,
+        )
+        await self._publish(video_id, event)
+        return "ready"
+
+    def _ready(self, doc: Doc, output: EncodeOutput, stored: int) -> tuple[dict[str, Any], Event]:
+        renditions = [
+            {
+                "name": r.rung.name,
+                "width": r.rung.width,
+                "height": r.rung.height,
+                "bitrate_kbps": round(r.average_bps / 1000),
+                "bandwidth": max(r.peak_bps, r.average_bps),
+                "average_bandwidth": r.average_bps,
+                "codecs": r.rung.codecs(audio=output.info.has_audio),
+                "segments": len(r.segments),
+                "bytes": r.media_bytes,
+            }
+            for r in output.renditions
+        ]
+        fields = {
+            "status": "ready",
+            "duration_seconds": output.duration_seconds,
+            "width": output.info.width,
+            "height": output.info.height,
+            "has_audio": output.info.has_audio,
+            "renditions": renditions,
+            "renditions_bytes": stored,
+            "error": None,
+            "encoded_at": utcnow(),
+        }
+        event = Event.of(
+            VideoEncoded(
+                video_id=doc["_id"],
+                duration_seconds=output.duration_seconds,
+                width=output.info.width,
+                height=output.info.height,
+                renditions=[
+                    RenditionInfo(
+                        name=r["name"],
+                        width=r["width"],
+                        height=r["height"],
+                        bitrate_kbps=r["bitrate_kbps"],
+                    )
+                    for r in renditions
+                ],
+                renditions_bytes=stored,
+            ),
+            account_id=doc["account_id"],
+            request_id=doc.get("request_id"),
+        )
+        return fields, event
+
+    @staticmethod
+    def _failed(doc: Doc, rejected: MediaRejected) -> tuple[dict[str, Any], Event]:
+        error = {"code": rejected.code, "message": rejected.message}
+        event = Event.of(
+            VideoFailed(video_id=doc["_id"], error=ErrorInfo(**error)),
+            account_id=doc["account_id"],
+            request_id=doc.get("request_id"),
+        )
+        return {"status": "failed", "error": error, "failed_at": utcnow()}, event
+
+    async def _give_up(self, doc: Doc) -> None:
+        attempts = self.settings.media_max_encode_attempts
+        rejected = encode_failed(
+            f"The video could not be encoded after {attempts} attempts. Re-export it as MP4 "
+            "(H.264/AAC) and upload it again."
+        )
+        fields, event = self._failed(doc, rejected)
+        if await self.jobs.finish(doc["_id"], owner=self.owner, fields=fields, event=event):
+            log.warning("encode_gave_up", attempts=attempts)
+            self.metrics.encodes.labels("failed").inc()
+            await self._publish(doc["_id"], event)
+
+    async def _discard_output(self, account_id: str, video_id: str) -> None:
+        """Removes what this encode stored when the video was deleted meanwhile (another worker
+        that took the video over stores its own output in place)."""
+        current = await self.jobs.get(account_id, video_id)
+        if current is None or current.get("deleted_at") is not None:
+            await self.objects.delete_prefix(video_prefix(video_id))
+
+    async def _publish(self, video_id: str, event: Event) -> None:
+        try:
+            await self.bus.publish(event)
+        except BusError:
+            # The event stays in the video's outbox; the re-drive sends it.
+            log.warning("publish_deferred", event_type=event.type, event_id=event.id)
+            return
+        await self.jobs.sent(video_id, event.id)
+
+    # ---- re-drive ------------------------------------------------------------------------------
+
+    async def redrive_once(self, *, requeue_unstarted: bool = False) -> dict[str, int]:
+        """Re-queues stuck encodes, sends parked events, finishes interrupted deletes; returns
+        how many of each it handled. `requeue_unstarted`: every video no worker leased is
+        re-queued now (the bus lost its messages: the in-process bus after a restart)."""
+        counts = {"lease_expired": 0, "never_started": 0, "outbox": 0, "deletes": 0}
+        now = utcnow()
+        for doc in await self.jobs.stale_leases(now=now, limit=_REDRIVE_BATCH):
+            counts["lease_expired"] += await self._requeue(doc)
+        queued_before = now - timedelta(
+            seconds=0 if requeue_unstarted else self.settings.media_redrive_after_seconds
+        )
+        for doc in await self.jobs.never_started(queued_before=queued_before, limit=_REDRIVE_BATCH):
+            counts["never_started"] += await self._requeue(doc)
+        grace = now - timedelta(seconds=self.settings.media_lease_seconds)
+        for doc in await self.jobs.pending_outbox(before=grace, limit=_REDRIVE_BATCH):
+            for event_id in await publish_outbox(self.bus, doc):
+                await self.jobs.sent(doc["_id"], event_id)
+                counts["outbox"] += 1
+            await self.jobs.outbox_drained(doc["_id"], outbox_at=doc["outbox_at"])
+        for doc in await self.jobs.unfinished_deletes(before=grace, limit=_REDRIVE_BATCH):
+            await finish_delete(
+                objects=self.objects, bus=self.bus, deletions=self.deletions, doc=doc
+            )
+            counts["deletes"] += 1
+        for kind, n in counts.items():
+            if n:
+                self.metrics.redriven.labels(kind).inc(n)
+        if any(counts.values()):
+            log.info("redriven", **counts)
+        return counts
+
+    async def _requeue(self, doc: Doc) -> int:
+        if int(doc.get("encode_attempts") or 0) >= self.settings.media_max_encode_attempts:
+            rejected = encode_failed(
+                f"The video could not be encoded after {doc.get('encode_attempts')} attempts. "
+                "Re-export it as MP4 (H.264/AAC) and upload it again."
+            )
+            fields, event = self._failed(doc, rejected)
+            if await self.jobs.fail_unleased(doc["_id"], fields=fields, event=event):
+                await self._publish(doc["_id"], event)
+                return 1
+            return 0
+        now = utcnow()
+        if not await self.jobs.claim_requeue(doc, now=now):
+            return 0
+        try:
+            await self.bus.publish(uploaded_event(doc))
+        except BusError:
+            await self.jobs.unclaim_requeue(doc["_id"], queued_at=now)
+            raise
+        log.info("encode_requeued", video_id=doc["_id"])
+        return 1
+
+    async def redrive_forever(self, *, bus_forgets: bool = False) -> None:
+        """Re-drives on start and then every interval. `bus_forgets`: the bus keeps nothing
+        across restarts, so the first round re-queues every video no worker holds."""
+        interval = self.settings.media_redrive_interval_seconds
+        first = True
+        while True:
+            try:
+                await self.redrive_once(requeue_unstarted=first and bus_forgets)
+                first = False
+            except Exception:
+                log.exception("redrive_failed")
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+
+
+def _worker_lifespan(settings: Settings, media_settings: MediaSettings) -> Lifespan:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        binaries = find_binaries(media_settings)
+        log.info("ffmpeg_selected", ffmpeg=binaries.ffmpeg, ffprobe=binaries.ffprobe)
+        db = app.state.documents
+        await ensure_indexes(db)
+        worker = EncodeWorker(
+            settings=media_settings,
+            jobs=EncodeJobs(db),
+            deletions=Deletions(db),
+            objects=app.state.objects,
+            bus=app.state.bus,
+            encoder=Encoder(settings=media_settings, binaries=binaries, objects=app.state.objects),
+            metrics=EncodeMetrics(metrics_registry(app)),
+        )
+        app.state.encode_worker = worker
+
+        async def ffmpeg_ready() -> None:
+            if not os.access(binaries.ffmpeg, os.X_OK):
+                raise RuntimeError("ffmpeg is not executable")
+
+        add_readiness_check(app, "ffmpeg", ffmpeg_ready)
+        subscription = await app.state.bus.subscribe(
+            QUEUE,
+            ROUTING_KEYS,
+            worker.handle,
+            prefetch=media_settings.media_encode_concurrency,
+            max_attempts=BUS_MAX_ATTEMPTS,
+            retry_delay_seconds=BUS_RETRY_DELAY_SECONDS,
+        )
+        # The in-process bus (all-in-one) starts empty: what was queued before a restart is
+        # gone, so the first re-drive re-queues every video not being encoded.
+        forgets = isinstance(app.state.bus, InMemoryBus)
+        redrive = asyncio.create_task(
+            worker.redrive_forever(bus_forgets=forgets), name="media-redrive"
+        )
+        try:
+            yield
+        finally:
+            redrive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await redrive
+            await subscription.cancel()
+
+    return lifespan
+
+
+def create_worker_app(
+    settings: Settings | None = None,
+    *,
+    adapters: Adapters | None = None,
+    media_settings: MediaSettings | None = None,
+) -> FastAPI:
+    """Returns the encode worker: `/healthz`, `/readyz`, `/metrics`, and a lifespan that consumes
+    `video.uploaded` on `media.encode` (`media_settings` default to the environment)."""
+    settings = settings if settings is not None else Settings()
+    media_settings = media_settings if media_settings is not None else MediaSettings()
+    app = create_service_app(
+        service=COMPONENT,
+        settings=settings,
+        lifespan=adapters_lifespan(
+            service=DATABASE,
+            settings=settings,
+            adapters=adapters,
+            needs=("documents", "objects", "bus"),
+            then=_worker_lifespan(settings, media_settings),
+        ),
+        version=package_version("avc-media"),
+    )
+    app.state.media_settings = media_settings
+    return app
