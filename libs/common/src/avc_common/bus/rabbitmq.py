@@ -215,14 +215,20 @@ class RabbitBus(Bus):
         if self._closed:
             return
         self._closed = True
+        # Every step is bounded: a watchdog busy reopening a subscription, or a connection
+        # stuck mid-reconnect, must not hang shutdown (seen in process tests).
         if self._watchdog is not None:
             self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-        await asyncio.gather(*(s.stop() for s in list(self._subscriptions)))
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._watchdog), self.close_timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(s.stop() for s in list(self._subscriptions))),
+                self.close_timeout + 5,
+            )
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.close()
+                await asyncio.wait_for(self._conn.close(), self.close_timeout)
 
     async def ping(self) -> None:
         if self._closed:
