@@ -15,11 +15,11 @@ from tests.media.conftest import Media, caller_headers
 from tests.support.videos import ffmpeg_exe, make_video
 
 from avc_common.events import ErrorInfo, Event, VideoEncoded, VideoFailed
+from avc_common.events import video_uploaded_event_id as uploaded_event_id
 from avc_common.timeutil import utcnow
 from avc_media.encoding.ffmpeg import find_binaries
 from avc_media.encoding.probe import probe_media
 from avc_media.settings import MediaSettings
-from avc_media.worker import uploaded_event_id
 
 pytestmark = pytest.mark.slow
 ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from avc_common.ids import new_id
+from avc_common.ids import derived_id, new_id
 from avc_common.timeutil import to_rfc3339, utcnow
 
 
@@ -43,6 +43,12 @@ class VideoUploaded(EventData):
     size_bytes: int
     sha256: str | None = None
     source_key: str
+
+
+def video_uploaded_event_id(video_id: str) -> str:
+    """Returns the one id `video.uploaded` of `video_id` carries, whoever publishes it (the
+    upload service, or media re-driving a video nobody picked up): consumers then see one event."""
+    return derived_id("evt", f"video.uploaded:{video_id}")
 
 
 class VideoEncoded(EventData):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from typing import Final
@@ -29,6 +30,15 @@ def new_id(prefix: str) -> str:
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
     return f"{prefix}_{_base36(secrets.token_bytes(_ID_BYTES))}"
+
+
+def derived_id(prefix: str, seed: str) -> str:
+    """Returns the id that `seed` always maps to (same shape as `new_id`): lets two processes
+    that never talk agree on one id, e.g. for an event both may (re)publish."""
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}")
+    digest = hashlib.sha256(f"avc:{prefix}:{seed}".encode()).digest()[:_ID_BYTES]
+    return f"{prefix}_{_base36(digest)}"
 
 
 def new_token(nbytes: int = 24) -> str:

@@ -16,7 +16,7 @@ How an encode is never lost, and never done twice at once:
   `AVC_MEDIA_REDRIVE_AFTER_SECONDS` (the upload service died between registering and
   publishing, or the message was dead-lettered), is re-queued by republishing its
   `video.uploaded` event — with the original event id when a worker saw it (other consumers
-  deduplicate on it), else a deterministic one (`uploaded_event_id`). After
+  deduplicate on it), else a deterministic one (`video_uploaded_event_id`). After
   `AVC_MEDIA_MAX_ENCODE_ATTEMPTS` leases the video fails with `encode_failed` instead.
 - **Outbox.** `video.encoded`/`video.failed` (and the API's `video.deleted`) are written into
   the video document in the same update as the state they announce, published, then removed;
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import random
 import socket
@@ -61,6 +60,7 @@ from avc_common.events import (
     VideoEncoded,
     VideoFailed,
     VideoUploaded,
+    video_uploaded_event_id,
 )
 from avc_common.ids import new_token
 from avc_common.logging import get_logger
@@ -94,19 +94,6 @@ _ENCODE_BUCKETS: Final = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200
 log = get_logger(__name__)
 
 
-def uploaded_event_id(video_id: str) -> str:
-    """Returns the deterministic id a re-driven `video.uploaded` gets when the original event's
-    id is unknown: the same for every worker and every round, so duplicates collapse."""
-    digest = hashlib.sha256(f"avc:video.uploaded:{video_id}".encode()).digest()[:16]
-    n = int.from_bytes(digest, "big")
-    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = []
-    while n:
-        n, r = divmod(n, 36)
-        out.append(alphabet[r])
-    return "evt_" + "".join(reversed(out)).rjust(25, "0")
-
-
 def uploaded_event(doc: Doc) -> Event:
     """Returns the `video.uploaded` event that re-queues a stored video."""
     payload = VideoUploaded(
@@ -119,7 +106,7 @@ def uploaded_event(doc: Doc) -> Event:
         source_key=doc["source_key"],
     )
     return Event(
-        id=doc.get("upload_event_id") or uploaded_event_id(doc["_id"]),
+        id=doc.get("upload_event_id") or video_uploaded_event_id(doc["_id"]),
         type=payload.type,
         occurred_at=doc["created_at"],
         account_id=doc["account_id"],

@@ -61,7 +61,7 @@ import anyio
 
 from avc_common.bus import Bus, BusError
 from avc_common.errors import AppError, BadRequest, InternalError, ValidationFailed
-from avc_common.events import Event, VideoUploaded
+from avc_common.events import Event, VideoUploaded, video_uploaded_event_id
 from avc_common.ids import is_id, new_id
 from avc_common.internal_auth import Caller
 from avc_common.logging import get_logger
@@ -779,7 +779,11 @@ class UploadService:
             from_status=COMPLETING,
             to_status=ASSEMBLED,
             now=self._clock(),
-            set_fields={"sha256": sha256, "object_etag": info.etag, "event_id": new_id("evt")},
+            set_fields={
+                "sha256": sha256,
+                "object_etag": info.etag,
+                "event_id": video_uploaded_event_id(doc["video_id"]),
+            },
             unset_fields=("parts",),
         )
         return assembled if assembled is not None else await self._reload(doc)
@@ -945,7 +949,7 @@ class UploadService:
                 "size": info.size,
                 "sha256": tally.sha256,
                 "object_etag": info.etag,
-                "event_id": new_id("evt"),
+                "event_id": video_uploaded_event_id(video_id),
             },
         )
         if assembled is None:  # expired by the sweeper while receiving (a day-long body)
