@@ -8,21 +8,16 @@ Several media replicas on several machines must be given the same `AVC_PLAYBACK_
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import secrets
 from pathlib import Path
 from typing import Final
 
-from avc_media.settings import MIN_SECRET_BYTES, MediaSettings
+from avc_common.secrets_file import SecretsError, load_or_create
+from avc_media.settings import MediaSettings
+
+__all__ = ["SECRETS_FILE", "SecretsError", "resolve_playback_secret"]
 
 SECRETS_FILE: Final = Path("secrets") / "media.json"
 _FIELD: Final = "playback_secret"
-
-
-class SecretsError(RuntimeError):
-    """The secrets file cannot be read or written."""
 
 
 def resolve_playback_secret(settings: MediaSettings, data_dir: Path) -> tuple[bytes, Path | None]:
@@ -31,49 +26,5 @@ def resolve_playback_secret(settings: MediaSettings, data_dir: Path) -> tuple[by
     if given:
         return given.encode(), None
     path = data_dir / SECRETS_FILE
-    try:
-        return _read(path).encode(), path
-    except FileNotFoundError:
-        pass
-    fresh = secrets.token_hex(32)
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        created = _create_exclusive(path, json.dumps({_FIELD: fresh}, indent=2) + "\n")
-    except OSError as exc:
-        raise SecretsError(
-            f"cannot write {path} ({exc.strerror or exc}); set AVC_PLAYBACK_SECRET instead"
-        ) from None
-    # Lost a race with another process: its file is the one everybody uses.
-    return (fresh if created else _read(path)).encode(), path
-
-
-def _create_exclusive(path: Path, text: str) -> bool:
-    """Returns True when `path` was created with `text`, False when it already existed."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _read(path: Path) -> str:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise SecretsError(f"cannot read {path}: {exc}") from None
-    value = data.get(_FIELD) if isinstance(data, dict) else None
-    if not isinstance(value, str) or len(value.encode()) < MIN_SECRET_BYTES:
-        raise SecretsError(f"{path} does not hold a valid playback secret; remove it or fix it")
-    return value
+    stored, _ = load_or_create(path, (_FIELD,), env_hint="AVC_PLAYBACK_SECRET")
+    return stored[_FIELD].encode(), path
