@@ -60,3 +60,17 @@ lock:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: bench-gateway fuzz
+
+# Gateway overhead: an authenticated GET through the gateway vs the service directly
+# (bench/README.md). BENCH_ARGS="--requests 2000 --concurrency 16" to change the load.
+BENCH_ARGS ?=
+bench-gateway: setup
+	$(BIN)/python bench/gateway/run.py $(BENCH_ARGS)
+
+# Schemathesis over the public OpenAPI of an all-in-one server with an API key; fails on any
+# 5xx. FUZZ_ARGS="--max-examples 50" for a longer run.
+FUZZ_ARGS ?=
+fuzz: setup
+	$(BIN)/python -m tests.e2e.fuzz $(FUZZ_ARGS)

@@ -11,7 +11,9 @@ from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import create_service_app, package_version
 from avc_gateway.accounts.routes import router as accounts_router
 from avc_gateway.config import GatewaySettings
-from avc_gateway.gatekeeper import gatekeeper_lifespan
+from avc_gateway.gatekeeper import admit, gatekeeper_lifespan
+from avc_gateway.openapi import install_public_openapi
+from avc_gateway.proxy import create_proxy_router
 from avc_gateway.ratelimits import RateLimitHeadersMiddleware
 
 SERVICE: Final = "gateway"
@@ -40,6 +42,9 @@ def create_app(
         version=package_version("avc-gateway"),
     )
     app.state.gateway_settings = gateway_settings
+    # After the gateway's own routes: every other public path is forwarded to its service.
+    app.include_router(create_proxy_router(admit=admit))
+    install_public_openapi(app)
     # Outermost: the headers also reach 500s and whatever the proxy streams back.
     app.add_middleware(RateLimitHeadersMiddleware)
     return app

@@ -1,0 +1,125 @@
+"""Forwards one admitted request to its service and streams the answer back.
+
+Neither body is ever held whole: the client's body goes to the service as it arrives, the
+service's response goes to the client as it arrives. The service's own answers (errors
+included) pass through unchanged; only failures to get one become gateway errors:
+cannot connect 503, no answer in time 504, an invalid answer 502.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import ClassVar, Final
+
+import anyio
+import httpx
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from avc_common.errors import AppError, BadGateway, GatewayTimeout, ServiceUnavailable
+from avc_common.logging import get_logger
+from avc_gateway.proxy.headers import (
+    client_response_headers,
+    has_body,
+    upstream_request_headers,
+    without_api_key,
+)
+from avc_gateway.proxy.upstreams import Upstream
+
+log = get_logger(__name__)
+
+# Responses up to this size (by Content-Length) are sent without watching for a disconnect.
+_WATCH_DISCONNECT_ABOVE: Final = 64 * 1024
+
+
+class ClientClosedRequest(AppError):
+    """The client went away before its request body was sent on (nginx's 499, for metrics)."""
+
+    status: ClassVar[int] = 499
+    code: ClassVar[str] = "client_closed_request"
+    default_message: ClassVar[str] = "The client closed the request."
+
+
+class UpstreamResponse(StreamingResponse):
+    """The service's response, streamed; the upstream response is closed whatever happens
+    (complete, failed mid-body, or the client disconnected and the stream was cancelled)."""
+
+    def __init__(self, upstream: httpx.Response) -> None:
+        super().__init__(upstream.aiter_raw(), status_code=upstream.status_code)
+        self.raw_headers = client_response_headers(upstream.headers.raw)
+        self._upstream = upstream
+        length = upstream.headers.get("content-length", "")
+        self._small = length.isdigit() and int(length) <= _WATCH_DISCONNECT_ABOVE
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if self._small:
+                # Still streamed, but without the task group that watches for a disconnect:
+                # it costs more than the few KiB a client that left could be sent.
+                await self.stream_response(send)
+            else:
+                await super().__call__(scope, receive, send)
+        finally:
+            # Shielded: on a client disconnect this runs inside a cancelled scope.
+            with anyio.CancelScope(shield=True):
+                await self._upstream.aclose()
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
+
+
+def _failure(upstream: Upstream, exc: httpx.HTTPError) -> AppError:
+    """Returns the gateway error for a failed exchange with a service (and logs it)."""
+    error: AppError
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        error = ServiceUnavailable(f"The {upstream.service} service is unavailable.")
+    elif isinstance(exc, httpx.TimeoutException):
+        error = GatewayTimeout(f"The {upstream.service} service did not answer in time.")
+    else:
+        error = BadGateway(f"The {upstream.service} service answered with an invalid response.")
+    # The exception's text only: URLs are not in it, so no query string (or key) is logged.
+    log.warning(
+        "upstream_failed",
+        upstream=upstream.service,
+        error_type=type(exc).__name__,
+        error_message=str(exc),
+        status=error.status,
+    )
+    return error
+
+
+async def forward(
+    request: Request, *, upstream: Upstream, internal_token: str | None, request_id: str | None
+) -> UpstreamResponse:
+    """Returns the service's streamed response to `request`; raises the gateway's AppError
+    when the service cannot be reached or answers nonsense."""
+    scope = request.scope
+    raw_path: bytes = scope.get("raw_path") or request.url.path.encode()
+    headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+    outbound = httpx.Request(
+        request.method,
+        upstream.url(raw_path, without_api_key(scope.get("query_string", b""))),
+        headers=upstream_request_headers(
+            headers,
+            request_id=request_id,
+            internal_token=internal_token,
+            client_host=request.client.host if request.client else None,
+            scheme=request.url.scheme,
+        ),
+        content=_body(request) if has_body(headers) else b"",
+        extensions={"timeout": upstream.timeout.as_dict()},
+    )
+    try:
+        # The transport directly, not an AsyncClient: no cookie jar shared between users,
+        # no default headers (Accept-Encoding!), no redirects followed, no proxy from the env.
+        response = await upstream.transport.handle_async_request(outbound)
+    except ClientDisconnect:
+        raise ClientClosedRequest() from None
+    except httpx.HTTPError as exc:
+        raise _failure(upstream, exc) from exc
+    response.request = outbound
+    return UpstreamResponse(response)
