@@ -287,9 +287,11 @@ class Stack:
 
     # -- processes -----------------------------------------------------------------------
 
-    def spawn(self, target: str, *, env: Mapping[str, str] | None = None) -> Component:
+    def spawn(
+        self, target: str, *, env: Mapping[str, str] | None = None, port: int | None = None
+    ) -> Component:
         """Starts `avcaption serve --target <target>` (not waiting for it to be ready)."""
-        port = free_port()
+        port = port if port is not None else free_port()
         wired = target in ("gateway", "all") and self.wired
         args = [*avcaption_command(wired=wired), "serve", "--target", target]
         args += ["--host", "127.0.0.1", "--port", str(port)]
@@ -313,8 +315,10 @@ class Stack:
 
     def start_services(self, services: Sequence[str] = SERVICES) -> None:
         """Starts the services, then the gateway pointed at them; waits until all are ready."""
-        started = [self.spawn(name) for name in services]
-        urls = {f"AVC_{c.name.upper()}_URL": c.url for c in started}
+        # Every component learns every service's URL: upload calls media's internal API too.
+        ports = {name: free_port() for name in services}
+        urls = {f"AVC_{name.upper()}_URL": f"http://127.0.0.1:{p}" for name, p in ports.items()}
+        started = [self.spawn(name, env=urls, port=ports[name]) for name in services]
         started.append(self.spawn("gateway", env=urls))
         for component in started:
             component.wait_ready()

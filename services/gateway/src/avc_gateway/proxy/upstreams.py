@@ -7,8 +7,6 @@ is the same for both.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -72,19 +70,8 @@ def timeout_from(settings: ProxySettings) -> httpx.Timeout:
     )
 
 
-def _remember_sniffio_is_missing() -> None:
-    """httpcore tries `import sniffio` on every lock it sets up, i.e. several times per request,
-    and Python does not cache a failed import: without sniffio installed (anyio >= 4.11 no
-    longer pulls it in) each try searches sys.path, which cost about a third of the proxy's
-    throughput here (encode/httpcore#1102, fix pending in #1103). A None entry makes the
-    import fail at once; nothing changes when sniffio is installed."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
 def http_transport(base_url: httpx.URL, settings: ProxySettings) -> ServicePool:
     """Returns a keep-alive HTTP/1.1 pool to one service (`pool.ServicePool`)."""
-    _remember_sniffio_is_missing()
     return ServicePool(
         base_url,
         max_connections=settings.proxy_max_connections,
