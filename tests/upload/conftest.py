@@ -7,24 +7,17 @@ import asyncio
 import hashlib
 import json
 import random
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from tests.support.s3 import S3Server, free_port, moto_server  # noqa: F401 - re-exported, fixture
 from tests.support.videos import make_video
 
 from avc_common.bus import Bus
@@ -418,66 +411,6 @@ def small_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def rng() -> Iterator[random.Random]:
     return random.Random(20261126)
-
-
-# -- an S3 server (moto) for the storage-dependent happy paths ------------------------------------
-# The pattern of tests/common/objects/conftest.py: one moto server per session, a bucket per test.
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-    access_key: str = "testing"
-    secret_key: str = "testing"
-
-    def url(self, bucket: str) -> str:
-        creds = f"{quote(self.access_key, safe='')}:{quote(self.secret_key, safe='')}"
-        return f"s3://{creds}@{self.endpoint}/{bucket}?secure=false&region=us-east-1"
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers, even if with an error
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing answered at {url} within {within}s")
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[S3Server]:
-    exe = Path(sys.executable).parent / "moto_server"
-    command = str(exe) if exe.exists() else shutil.which("moto_server")
-    if command is None:
-        pytest.fail("moto_server is not installed (it comes with moto[server])")
-    port = free_port()
-    proc = subprocess.Popen(
-        [command, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", proc)
-        yield S3Server(f"127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture(scope="session")
