@@ -149,9 +149,7 @@ async def test_whole_public_api_in_one_document() -> None:
     }
     media_status = schemas["MediaStatus"]
     assert set(media_status["properties"]) == {"state"}
-    assert schemas["Video"]["properties"]["status"] == {
-        "$ref": "#/components/schemas/MediaStatus"
-    }
+    assert schemas["Video"]["properties"]["status"] == {"$ref": "#/components/schemas/MediaStatus"}
     assert schemas["UploadView"]["properties"]["status"] == {"$ref": "#/components/schemas/Status"}
     assert "ErrorBody" in schemas
 
