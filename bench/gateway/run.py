@@ -39,7 +39,6 @@ from tests.e2e.harness import (  # noqa: E402
     STANDALONE,
     Stack,
     free_port,
-    gateway_app_has_proxy,
     running_stack,
 )
 
@@ -218,18 +217,13 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=30.0, help="per round and side")
     args = parser.parse_args()
 
-    wired = gateway_app_has_proxy()
     print(f"route: GET {PATH} on the upload service (an id that does not exist: the service")
     print("answers 404 after checking the internal token and looking it up; a full round trip)")
-    if not wired:
-        print("note: avc_gateway.app.create_app does not include the proxy yet; the gateway runs")
-        print("      through tests/e2e/standalone.py's launcher, which adds exactly that wiring")
     print(f"concurrency {args.concurrency}, {args.rounds} rounds x {args.requests} per side\n")
     with (
         tempfile.TemporaryDirectory(prefix="avc-bench-") as root,
         running_stack(Path(root), bus_url="memory://", extra_env=HIGH_LIMITS) as stack,
     ):
-        stack.wired = not wired
         upload, gateway, proxy = start(stack)
         asyncio.run(measure(args, stack, upload, gateway, proxy))
 

@@ -208,10 +208,9 @@ async def chunked_upload(
 def via_gateway(work: Path, src: Path, size: int, parallel: int, media_url: str) -> dict[str, Any]:
     """Runs the upload through a gateway process; returns the timings and both peak RSS."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.e2e.harness import Stack, gateway_app_has_proxy
+    from tests.e2e.harness import Stack
 
     stack = Stack(work / "via-gateway", bus_url="memory://")
-    stack.wired = not gateway_app_has_proxy()
     try:
         upload = stack.spawn("upload", env={"AVC_MEDIA_URL": media_url, "AVC_LOG_LEVEL": "WARNING"})
         gateway = stack.spawn(

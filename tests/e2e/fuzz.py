@@ -23,7 +23,7 @@ from typing import Final
 
 import httpx
 
-from .harness import gateway_app_serves_public_openapi, running_stack
+from .harness import running_stack
 
 OPENAPI_PATH: Final = "/api/v1/openapi.json"
 # Fuzzing must reach the services, not stop at the rate limiter.
@@ -35,7 +35,7 @@ _ACCESS: Final = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P
 
 
 class NotServed(Exception):
-    """The server does not serve the public OpenAPI document (gateway not wired yet)."""
+    """The server does not serve the public OpenAPI document."""
 
 
 @dataclass
@@ -69,13 +69,9 @@ def run_fuzz(
     max_examples: int = 10,
     workers: int = 2,
     timeout: float = 900,
-    wired: bool | None = None,
 ) -> FuzzResult:
-    """Returns what schemathesis and the server's access log say about one bounded run
-    (`wired`: run the gateway through the test launcher's wiring; default: the harness's)."""
+    """Returns what schemathesis and the server's access log say about one bounded run."""
     with running_stack(root, bus_url="memory://", extra_env=HIGH_LIMITS) as stack:
-        if wired is not None:
-            stack.wired = wired
         server = stack.start_all_in_one()
         document = httpx.get(f"{server.url}{OPENAPI_PATH}", timeout=30)
         if document.status_code != 200:
@@ -135,15 +131,9 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=25)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    wired = not gateway_app_serves_public_openapi()
-    if wired:
-        print("note: avc_gateway.app.create_app does not serve the public OpenAPI yet; the")
-        print("      gateway runs through tests/e2e/standalone.py's launcher, which wires it in")
     with tempfile.TemporaryDirectory(prefix="avc-fuzz-") as root:
         try:
-            result = run_fuzz(
-                Path(root), max_examples=args.max_examples, workers=args.workers, wired=wired
-            )
+            result = run_fuzz(Path(root), max_examples=args.max_examples, workers=args.workers)
         except NotServed as exc:
             print(f"cannot fuzz: {exc} (is the public OpenAPI installed in the gateway app?)")
             sys.exit(2)

@@ -47,21 +47,10 @@ def free_port() -> int:
 
 
 STANDALONE: Final = Path(__file__).with_name("standalone.py")
-# Set to 1 to run the gateway with the proxy and public OpenAPI wired in by the test launcher
-# while `avc_gateway.app.create_app` does not include them itself yet.
-WIRE_ENV: Final = "AVC_E2E_WIRE_GATEWAY"
 
 
-def wire_gateway_in_tests() -> bool:
-    """Returns whether the gateway is to be wired by the test launcher (see WIRE_ENV)."""
-    return os.environ.get(WIRE_ENV) == "1"
-
-
-def avcaption_command(*, wired: bool = False) -> list[str]:
-    """Returns how to run the `avcaption` console script of this environment (`wired`: through
-    the launcher that adds the proxy to the gateway app, see `standalone.py`)."""
-    if wired:
-        return [sys.executable, str(STANDALONE), "wired"]
+def avcaption_command() -> list[str]:
+    """Returns how to run the `avcaption` console script of this environment."""
     script = Path(sys.executable).with_name("avcaption")
     return [str(script)] if script.exists() else [sys.executable, "-m", "avcaption"]
 
@@ -71,44 +60,6 @@ def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVC_")}
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def gateway_app_has_proxy() -> bool:
-    """Returns whether the gateway app `avcaption serve` runs includes the proxy router."""
-    import tempfile
-
-    from fastapi.routing import iter_route_contexts
-
-    from avc_common.config import Settings
-
-    try:
-        from avc_gateway.app import create_app
-
-        with tempfile.TemporaryDirectory() as data_dir:
-            app = create_app(Settings(data_dir=Path(data_dir)))
-    except Exception:
-        return False
-    names = (getattr(c.original_route, "name", "") or "" for c in iter_route_contexts(app.routes))
-    return any(name.startswith("proxy ") for name in names)
-
-
-def gateway_app_serves_public_openapi() -> bool:
-    """Returns whether the gateway app serves the merged `/api/v1/openapi.json`."""
-    import tempfile
-
-    from fastapi.routing import iter_route_contexts
-
-    from avc_common.config import Settings
-
-    try:
-        from avc_gateway.app import create_app
-
-        with tempfile.TemporaryDirectory() as data_dir:
-            app = create_app(Settings(data_dir=Path(data_dir)))
-    except Exception:
-        return False
-    paths = (c.path_format for c in iter_route_contexts(app.routes))
-    return "/api/v1/openapi.json" in paths
 
 
 def amqp_problem(url: str = AMQP_URL) -> str | None:
@@ -259,7 +210,6 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     components: dict[str, Component] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    wired: bool = field(default_factory=wire_gateway_in_tests)
 
     def __post_init__(self) -> None:
         self.data_dir = self.root / "data"
@@ -292,8 +242,7 @@ class Stack:
     ) -> Component:
         """Starts `avcaption serve --target <target>` (not waiting for it to be ready)."""
         port = port if port is not None else free_port()
-        wired = target in ("gateway", "all") and self.wired
-        args = [*avcaption_command(wired=wired), "serve", "--target", target]
+        args = [*avcaption_command(), "serve", "--target", target]
         args += ["--host", "127.0.0.1", "--port", str(port)]
         return self.spawn_command(target, args, port=port, env=env)
 

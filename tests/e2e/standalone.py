@@ -5,9 +5,6 @@
     python tests/e2e/standalone.py gateway --port P     (AVC_UPLOAD_URL etc. in the env)
         the gateway's app stack (request ids, metrics, error shape) with only the proxy router,
         admitting every request as one enterprise account: no database, no rate limits
-    python tests/e2e/standalone.py wired serve --target gateway|all ...
-        the real `avcaption` CLI, its gateway app given the proxy router and the public
-        OpenAPI document (with the real gatekeeper) if `create_app` does not include them yet
 
 Both stop cleanly on SIGTERM (exit 0) and log JSON lines on stdout.
 """
@@ -97,41 +94,8 @@ async def upstream_app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": part, "more_body": sent < size})
 
 
-def wire(app: FastAPI) -> FastAPI:
-    """What `avc_gateway.app.create_app` does once the proxy is wired in."""
-    from avc_gateway.gatekeeper import admit
-    from avc_gateway.openapi import install_public_openapi
-
-    app.include_router(create_proxy_router(admit=admit))
-    install_public_openapi(app)
-    return app
-
-
-def run_wired_cli(argv: list[str]) -> None:
-    """Runs the `avcaption` CLI with `wire` applied to every gateway app it creates."""
-    import sys
-
-    import avc_gateway.app
-    from avcaption.cli import main as cli_main
-
-    create_app = avc_gateway.app.create_app
-
-    def wired_create_app(*args: Any, **kwargs: Any) -> FastAPI:
-        app = create_app(*args, **kwargs)
-        names = [getattr(r, "name", "") or "" for r in app.routes]
-        return app if any(n.startswith("proxy ") for n in names) else wire(app)
-
-    avc_gateway.app.create_app = wired_create_app  # type: ignore[assignment]
-    sys.argv = ["avcaption", *argv]
-    cli_main()
-
-
 def main() -> None:
-    import sys
 
-    if len(sys.argv) > 1 and sys.argv[1] == "wired":
-        run_wired_cli(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", choices=["upstream", "gateway"])
     parser.add_argument("--host", default="127.0.0.1")

@@ -7,15 +7,9 @@ from pathlib import Path
 import pytest
 
 from .fuzz import run_fuzz
-from .harness import WIRE_ENV, gateway_app_serves_public_openapi, wire_gateway_in_tests
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not (gateway_app_serves_public_openapi() or wire_gateway_in_tests()),
-        reason="avc_gateway.app.create_app does not serve /api/v1/openapi.json yet "
-        f"({WIRE_ENV}=1 runs this with the test launcher's wiring)",
-    ),
 ]
 
 

@@ -13,15 +13,10 @@ import pytest
 
 from avc_gateway.public_routes import PUBLIC_ROUTES
 
-from .harness import WIRE_ENV, Stack, gateway_app_has_proxy, wire_gateway_in_tests
+from .harness import Stack
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not (gateway_app_has_proxy() or wire_gateway_in_tests()),
-        reason="avc_gateway.app.create_app does not include the proxy router yet "
-        f"({WIRE_ENV}=1 runs these with the test launcher's wiring)",
-    ),
 ]
 
 MISSING_UPLOAD = "/api/v1/upload/upl_doesnotexist"

@@ -12,15 +12,10 @@ import httpx
 import pytest
 from tests.support.videos import make_video
 
-from .harness import WIRE_ENV, gateway_app_has_proxy, running_stack, wire_gateway_in_tests
+from .harness import running_stack
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not (gateway_app_has_proxy() or wire_gateway_in_tests()),
-        reason="avc_gateway.app.create_app does not include the proxy router yet "
-        f"({WIRE_ENV}=1 runs these with the test launcher's wiring)",
-    ),
 ]
 
 

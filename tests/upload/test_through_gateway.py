@@ -16,12 +16,9 @@ import httpx
 import pytest
 from tests.e2e.harness import (
     AMQP_URL,
-    WIRE_ENV,
     Stack,
     amqp_problem,
-    gateway_app_has_proxy,
     running_stack,
-    wire_gateway_in_tests,
 )
 
 CHUNK = 5 * 1024 * 1024
@@ -29,11 +26,6 @@ SEED_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not (gateway_app_has_proxy() or wire_gateway_in_tests()),
-        reason="avc_gateway.app.create_app does not include the proxy router yet "
-        f"({WIRE_ENV}=1 runs these with the e2e launcher's wiring)",
-    ),
 ]
 
 
