@@ -95,6 +95,7 @@ async def test_list_never_shows_keys_and_hides_revoked_and_foreign_ones(gateway:
     account = await gateway.account()
     other = await gateway.account()
     first = await gateway.api_key(account, "first")
+    await asyncio.sleep(0.01)  # creation times are kept to the millisecond
     second = await gateway.api_key(account, "second")
     foreign = await gateway.api_key(other, "foreign")
     revoked = await gateway.api_key(account, "revoked")

@@ -143,9 +143,14 @@ async def test_a_recorded_fire_that_was_not_published_is_redriven(
         calls += 1
         raise PublishFailed("broker gone")
 
+    async def attempted() -> bool:
+        return calls >= 1
+
     harness.service._bus.publish = broken  # type: ignore[method-assign]
     try:
         await harness.publish_and_settle(viewed(video, acct))
+        # The fire is published after the view is recorded: wait for that attempt.
+        await eventually(attempted)
     finally:
         harness.service._bus.publish = publish  # type: ignore[method-assign]
     assert calls == 1
