@@ -1,8 +1,9 @@
 """Fixtures for the objects contract suite: one harness per adapter, a fresh store per test.
 
-Adapters: `local` (a tmp dir, always), `s3-moto` (a moto server started for the session, a fresh
-bucket per test) and `minio` (AVC_TEST_S3_URL, else testcontainers when Docker answers, else
-skipped with the reason).
+Adapters: `local` (a tmp dir, always), `local-placed` (the same, every multipart upload hinted
+with a part size, as the upload service does), `s3-moto` (a moto server started for the
+session, a fresh bucket per test) and `minio` (AVC_TEST_S3_URL, else testcontainers when Docker
+answers, else skipped with the reason).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Harness:
 
     def broken(self) -> ObjectStore:
         """Returns a store of the same kind whose backend is gone (for ping)."""
-        if self.kind == "local":
+        if isinstance(self.store, LocalObjectStore):
             assert self.root is not None
             gone = self.root / "gone"
             store = LocalObjectStore(gone)
@@ -113,7 +114,24 @@ class Harness:
         return open_objects(dead.url("nobody-home"))
 
 
-ADAPTERS = ["local", "s3-moto", "minio"]
+class PlacedLocalObjectStore(LocalObjectStore):
+    """The local adapter as the upload service uses it: multipart uploads hinted with 5 MiB
+    parts, so the contract also covers parts written in place (and those that do not fit)."""
+
+    async def create_multipart(
+        self,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        part_size: int | None = None,
+    ) -> str:
+        return await super().create_multipart(
+            key, content_type=content_type, part_size=part_size or PLACED_PART_SIZE
+        )
+
+
+PLACED_PART_SIZE = 5 * 1024 * 1024
+ADAPTERS = ["local", "local-placed", "s3-moto", "minio"]
 
 
 @pytest.fixture(params=ADAPTERS)
@@ -123,6 +141,8 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if kind == "local":
         root = tmp_path / "objects"
         made = Harness(kind, open_objects(f"file://{root}"), root=tmp_path)
+    elif kind == "local-placed":
+        made = Harness(kind, PlacedLocalObjectStore(tmp_path / "objects"), root=tmp_path)
     else:
         if kind == "s3-moto":
             server = request.getfixturevalue("moto_server")

@@ -35,13 +35,14 @@ from which the client's retry of the same call (or the sweeper) carries on:
 
 SHA-256 of the whole file, without an avoidable second read: chunks pass through this service
 out of order, so it cannot hash the file as they arrive (SHA-256 is sequential and a hash state
-cannot be handed between requests or processes). The one moment the bytes pass in order is the
-concatenation in `complete`. The local adapter does that concatenation itself and hashes while
-copying (`ObjectInfo.sha256`, also kept in its sidecar so `stat` returns it after a crash): no
-extra read, only CPU. S3 concatenates on the server, so there is no pass to hash in; there the
-service reads the completed object once, streamed (`_hash_object`) — the only read that cannot
-be avoided without buffering out-of-order chunks. A direct upload arrives in order and is
-hashed while it streams in, on every adapter.
+cannot be handed between requests or processes). The local adapter is told the chunk size, so
+it writes each chunk at its final offset in one staged file and `complete` is a rename; it
+hashes that file in one in-order read from the page cache just before the rename (the chunks
+were just written), and keeps the hash in the object's sidecar so `stat` returns it after a
+crash (`ObjectInfo.sha256`). S3 concatenates on the server, so there is no pass to hash in;
+there the service reads the completed object once, streamed (`_hash_object`) — the only read
+that cannot be avoided without buffering out-of-order chunks. A direct upload arrives in order
+and is hashed while it streams in, on every adapter.
 """
 
 from __future__ import annotations
@@ -360,7 +361,11 @@ class UploadService:
         key = source_key(video_id)
         content_type = _content_type_of(filename)
         try:
-            multipart_id = await self._objects.create_multipart(key, content_type=content_type)
+            # Chunk i is part i+1, every one but the last exactly chunk_size long: with that
+            # hint the local adapter writes chunks in place and complete becomes a rename.
+            multipart_id = await self._objects.create_multipart(
+                key, content_type=content_type, part_size=chunk_size
+            )
         except ObjectsError as exc:
             log.warning("storage_failed", step="create_multipart", error=str(exc))
             raise StorageUnavailable() from exc
@@ -798,7 +803,9 @@ class UploadService:
             pass
         log.error("multipart_upload_lost", upload_id=doc["_id"])
         multipart_id = await self._objects.create_multipart(
-            doc["source_key"], content_type=doc.get("content_type") or "application/octet-stream"
+            doc["source_key"],
+            content_type=doc.get("content_type") or "application/octet-stream",
+            part_size=int(doc["chunk_size"]),
         )
         everything = list(range(int(doc["total_chunks"])))
         await self._reopen(

@@ -23,6 +23,7 @@ CHUNK_SIZE = 1024 * 1024
 MAX_KEY_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
 MAX_PART_NUMBER = 10_000
+MAX_PART_SIZE = 5 * 1024**3  # S3's limit for one part
 
 RESERVED_SEGMENT = ".avc"
 """First key segment reserved for the local adapter's bookkeeping (sidecars, staging, temp files).
@@ -129,6 +130,15 @@ def validate_prefix(prefix: str) -> str:
 def key_has_prefix(key: str, prefix: str) -> bool:
     """Returns whether `key` is under the (validated, stripped) `prefix`."""
     return prefix == "" or key == prefix or key.startswith(prefix + "/")
+
+
+def validate_part_size(part_size: int | None) -> int | None:
+    """Returns the `part_size` hint unchanged; raises ValueError when it is not 1..5 GiB."""
+    if part_size is not None and not (
+        isinstance(part_size, int) and 0 < part_size <= MAX_PART_SIZE
+    ):
+        raise ValueError(f"part_size must be 1..{MAX_PART_SIZE}, got {part_size!r}")
+    return part_size
 
 
 def validate_part_number(part_number: int) -> int:
@@ -316,9 +326,18 @@ class ObjectStore(ABC):
 
     @abstractmethod
     async def create_multipart(
-        self, key: str, *, content_type: str = "application/octet-stream"
+        self,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        part_size: int | None = None,
     ) -> str:
-        """Returns the id of a new multipart upload that will become `key`."""
+        """Returns the id of a new multipart upload that will become `key`.
+
+        `part_size` is a hint: every part but the last will be exactly this size (the last one
+        at most this size). Adapters may use it to place parts where they end up (the local
+        adapter writes them at their final offsets, so completing is a rename, not a copy);
+        parts that do not fit the hint are still accepted. S3 ignores it."""
 
     @abstractmethod
     async def put_part(

@@ -4,7 +4,7 @@ Layout under the root:
 
     <key>                            the object's bytes, a plain file (`sources/vid_abc/original`)
     .avc/meta/<key>                  sidecar JSON: etag, content type, the data file's fingerprint
-    .avc/multipart/<upload_id>/      upload.json + parts named `<number>.<md5>.part`
+    .avc/multipart/<upload_id>/      upload.json, the staged parts (layout: local_parts)
     .avc/tmp/                        temp files, renamed into place once complete and fsynced
 
 Keys are files, so unlike S3 `a` and `a/b` cannot both exist: the second put raises InvalidKey.
@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
-from typing import Any, TypeVar, TypeVarTuple, Unpack
+from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import anyio.to_thread
@@ -52,14 +52,28 @@ from avc_common.objects.base import (
     sorted_parts,
     validate_key,
     validate_part_number,
+    validate_part_size,
     validate_prefix,
+)
+from avc_common.objects.local_parts import (
+    DATA,
+    ExclusiveData,
+    PlaceWriter,
+    StoredPart,
+    claim_place,
+    in_place_layout,
+    is_version_of,
+    part_file_name,
+    release_place,
+    scan_parts,
+    sha256_of,
+    slot_marker_name,
 )
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-_PART_FILE = re.compile(r"(\d{5})\.([0-9a-f]{32})\.part")
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 _MANIFEST = "upload.json"
 _COPY_CHUNK = 8 * 1024 * 1024
@@ -101,6 +115,14 @@ def _prune(directory: str, stop: str) -> None:
         directory = os.path.dirname(directory)
 
 
+class _Sink(Protocol):
+    """Where `_fill` streams bytes: a temp file, or a part's place in a staged upload."""
+
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+
 class _TempFile:
     """A file being written in a staging dir, hashed as it goes; renamed into place by a commit.
 
@@ -123,24 +145,35 @@ class _TempFile:
             self.sha256.update(data)
         self.size += len(data)
 
-    def append_file(self, path: str) -> None:
-        """Appends the contents of `path` (not hashed: multipart etags come from the parts)."""
+    def append_range(self, path: str, offset: int, length: int) -> None:
+        """Appends `length` bytes of `path` from `offset` (not hashed: multipart etags come
+        from the parts)."""
         # In-kernel copy (a reflink on btrfs/XFS) where the platform has it.
         copy_range = getattr(os, "copy_file_range", None)
-        with open(path, "rb") as src:
+        with open(path, "rb", buffering=0) as src:
             copied = 0
             if copy_range is not None:
                 try:
-                    while n := copy_range(src.fileno(), self.fd, _COPY_CHUNK):
+                    while copied < length:
+                        n = copy_range(
+                            src.fileno(),
+                            self.fd,
+                            min(_COPY_CHUNK, length - copied),
+                            offset + copied,
+                        )
+                        if n == 0:
+                            break
                         copied += n
                 except OSError:
-                    src.seek(copied)  # e.g. EXDEV on old kernels: finish by hand
-                else:
-                    self.size += copied
-                    return
-            while data := src.read(_WRITE_CHUNK):
+                    pass  # e.g. EXDEV on old kernels: finish by hand
+            while copied < length:
+                data = os.pread(src.fileno(), min(_WRITE_CHUNK, length - copied), offset + copied)
+                if not data:
+                    break
                 self._write_all(data)
                 copied += len(data)
+        if copied != length:
+            raise ObjectsError(f"{path} ended {length - copied} bytes early")
         self.size += copied
 
     def _write_all(self, data: bytes) -> None:
@@ -399,6 +432,18 @@ class LocalObjectStore(ObjectStore):
         st = tmp.finish()
         if sha256 is None and tmp.sha256 is not None:
             sha256 = tmp.sha256.hexdigest()
+        return self._sync_publish(key, tmp.path, st, content_type, etag, sha256)
+
+    def _sync_publish(
+        self,
+        key: str,
+        path: str,
+        st: os.stat_result,
+        content_type: str,
+        etag: str,
+        sha256: str | None,
+    ) -> ObjectInfo:
+        """Renames the durable file `path` (fingerprint `st`) into place as `key`."""
         sidecar = self._write_sidecar(etag, content_type, st, sha256)
         data_path, meta_path = self._data_path(key), self._meta_path(key)
         try:
@@ -417,7 +462,7 @@ class LocalObjectStore(ObjectStore):
                     ) from None
                 # Sidecar first: a brand-new object is never visible without its sidecar.
                 os.replace(sidecar, meta_path)
-                os.replace(tmp.path, data_path)
+                os.replace(path, data_path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(sidecar)
@@ -426,7 +471,7 @@ class LocalObjectStore(ObjectStore):
         _fsync_dir(os.path.dirname(data_path))
         return ObjectInfo(key, st.st_size, etag, content_type, _mtime(st), sha256)
 
-    async def _fill(self, tmp: _TempFile, data: ByteSource, size: int | None) -> None:
+    async def _fill(self, tmp: _Sink, data: ByteSource, size: int | None) -> None:
         async with aclosing(iter_source(data)) as chunks:
             async for chunk in chunks:
                 if size is not None and tmp.size + len(chunk) > size:
@@ -502,6 +547,7 @@ class LocalObjectStore(ObjectStore):
         return await self._run(self._sync_list, validate_prefix(prefix))
 
     # -- multipart ---------------------------------------------------------------------------
+    # Staging layout and why parts are written in place: see local_parts.
 
     def _upload_dir(self, upload_id: str) -> str:
         if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
@@ -519,14 +565,28 @@ class LocalObjectStore(ObjectStore):
             raise MultipartNotFound(f"no multipart upload {upload_id!r} for {key!r}")
         return directory, manifest
 
-    def _sync_create_multipart(self, key: str, content_type: str) -> str:
+    @staticmethod
+    def _part_size(manifest: dict[str, Any]) -> int | None:
+        size = manifest.get("part_size")
+        return size if isinstance(size, int) and size > 0 else None
+
+    def _sync_create_multipart(self, key: str, content_type: str, part_size: int | None) -> str:
         self._check_contained(self._data_path(key), key)
         upload_id = uuid.uuid4().hex
         directory = os.path.join(self._mp_root, upload_id)
         os.mkdir(directory)
         tmp = _TempFile(directory)
         try:
-            manifest = {"key": key, "content_type": content_type, "created": time.time()}
+            if part_size is not None:
+                # Sparse until parts land: no space is taken up front.
+                os.close(os.open(os.path.join(directory, DATA), os.O_WRONLY | os.O_CREAT, 0o666))
+            manifest: dict[str, Any] = {
+                "key": key,
+                "content_type": content_type,
+                "created": time.time(),
+            }
+            if part_size is not None:
+                manifest["part_size"] = part_size
             tmp.write(json.dumps(manifest).encode())
             tmp.finish()
             os.replace(tmp.path, os.path.join(directory, _MANIFEST))
@@ -537,24 +597,6 @@ class LocalObjectStore(ObjectStore):
         _fsync_dir(directory)
         return upload_id
 
-    def _part_files(self, directory: str) -> dict[int, tuple[str, str, os.stat_result]]:
-        """Returns part number -> (path, etag, stat); the newest file wins a leftover race."""
-        parts: dict[int, tuple[str, str, os.stat_result]] = {}
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                match = _PART_FILE.fullmatch(entry.name)
-                if match is None:
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                number = int(match.group(1))
-                known = parts.get(number)
-                if known is None or st.st_mtime_ns > known[2].st_mtime_ns:
-                    parts[number] = (entry.path, match.group(2), st)
-        return parts
-
     @staticmethod
     def _part_temp(directory: str) -> _TempFile:
         try:
@@ -562,10 +604,18 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             raise MultipartNotFound("the multipart upload was completed or aborted") from None
 
+    def _sync_supersede(self, directory: str, part_number: int, current: str) -> None:
+        """Drops every other record of part `part_number` (`current` is the newest)."""
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if path != current and is_version_of(name, part_number):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
     def _sync_commit_part(self, directory: str, part_number: int, tmp: _TempFile) -> PartInfo:
         tmp.finish()
         etag = tmp.md5.hexdigest()
-        final = os.path.join(directory, f"{part_number:05d}.{etag}.part")
+        final = os.path.join(directory, part_file_name(part_number, etag))
         with self._lock:
             try:
                 if not os.path.exists(os.path.join(directory, _MANIFEST)):
@@ -573,24 +623,29 @@ class LocalObjectStore(ObjectStore):
                 os.replace(tmp.path, final)
             except FileNotFoundError:
                 raise MultipartNotFound("the multipart upload was completed or aborted") from None
-            for name in os.listdir(directory):
-                path = os.path.join(directory, name)
-                if (
-                    name.startswith(f"{part_number:05d}.")
-                    and name.endswith(".part")
-                    and path != final
-                ):
-                    os.unlink(path)
+            self._sync_supersede(directory, part_number, final)
         _fsync_dir(directory)
         return PartInfo(part_number, etag, tmp.size)
 
+    def _sync_commit_place(self, writer: PlaceWriter) -> PartInfo:
+        with self._lock:
+            if not os.path.exists(os.path.join(writer.directory, _MANIFEST)):
+                raise MultipartNotFound("the multipart upload was completed or aborted")
+            etag = writer.finish()
+            marker = slot_marker_name(writer.number, etag, writer.size)
+            self._sync_supersede(
+                writer.directory, writer.number, os.path.join(writer.directory, marker)
+            )
+        _fsync_dir(writer.directory)
+        return PartInfo(writer.number, etag, writer.size)
+
     def _sync_list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
-        directory, _ = self._sync_manifest(key, upload_id)
+        directory, manifest = self._sync_manifest(key, upload_id)
         try:
-            files = self._part_files(directory)
+            found = scan_parts(directory, self._part_size(manifest))
         except FileNotFoundError:
             raise MultipartNotFound(f"no multipart upload {upload_id!r}") from None
-        return [PartInfo(n, etag, st.st_size) for n, (_, etag, st) in sorted(files.items())]
+        return [PartInfo(n, p.etag, p.size) for n, p in sorted(found.items())]
 
     def _sync_drop_upload(self, directory: str) -> None:
         with self._lock:  # not while a part is being renamed in
@@ -604,10 +659,15 @@ class LocalObjectStore(ObjectStore):
         self._sync_drop_upload(directory)
 
     async def create_multipart(
-        self, key: str, *, content_type: str = "application/octet-stream"
+        self,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        part_size: int | None = None,
     ) -> str:
         validate_key(key)
-        return await self._run(self._sync_create_multipart, key, content_type)
+        validate_part_size(part_size)
+        return await self._run(self._sync_create_multipart, key, content_type, part_size)
 
     async def put_part(
         self, key: str, upload_id: str, part_number: int, data: ByteSource, *, size: int
@@ -616,7 +676,12 @@ class LocalObjectStore(ObjectStore):
         validate_part_number(part_number)
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
-        directory, _ = await self._run(self._sync_manifest, key, upload_id)
+        directory, manifest = await self._run(self._sync_manifest, key, upload_id)
+        part_size = self._part_size(manifest)
+        in_place = part_size is not None and size <= part_size
+        if in_place and await self._run(claim_place, directory, part_number):
+            assert part_size is not None
+            return await self._put_in_place(directory, part_number, part_size, data, size)
         tmp = await self._run(self._part_temp, directory)
         try:
             await self._fill(tmp, data, size)
@@ -624,36 +689,103 @@ class LocalObjectStore(ObjectStore):
         finally:
             await self._discard(tmp)
 
+    async def _put_in_place(
+        self, directory: str, part_number: int, part_size: int, data: ByteSource, size: int
+    ) -> PartInfo:
+        """The first write of a part, straight to its place in `data` (claimed by the caller)."""
+        committed = False
+        try:
+            writer = await self._run(PlaceWriter, directory, part_number, part_size)
+            try:
+                await self._fill(writer, data, size)
+                part = await self._run(self._sync_commit_place, writer)
+                committed = True
+                return part
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._run(writer.close)
+        finally:
+            if not committed:  # nothing refers to the place: a later write may take it
+                with anyio.CancelScope(shield=True):
+                    await self._run(release_place, directory, part_number)
+
     async def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         validate_key(key)
         return await self._run(self._sync_list_parts, key, upload_id)
 
     @staticmethod
-    def _append_part(tmp: _TempFile, directory: str, part_number: int, etag: str) -> None:
+    def _chosen_parts(
+        directory: str, part_size: int | None, numbered: builtins.list[tuple[int, str]]
+    ) -> builtins.list[StoredPart]:
+        """Returns the stored parts `numbered` names; raises InvalidPart if one is not current."""
         try:
-            tmp.append_file(os.path.join(directory, f"{part_number:05d}.{etag}.part"))
+            found = scan_parts(directory, part_size)
         except FileNotFoundError:
-            if not os.path.exists(os.path.join(directory, _MANIFEST)):
-                raise MultipartNotFound("the multipart upload was completed or aborted") from None
-            raise InvalidPart(f"part {part_number} with etag {etag} was not uploaded") from None
+            raise MultipartNotFound("the multipart upload was completed or aborted") from None
+        chosen = []
+        for number, etag in numbered:
+            part = found.get(number)
+            if part is None or part.etag != etag:
+                if not os.path.exists(os.path.join(directory, _MANIFEST)):
+                    raise MultipartNotFound("the multipart upload was completed or aborted")
+                raise InvalidPart(f"part {number} with etag {etag} was not uploaded")
+            chosen.append(part)
+        return chosen
+
+    def _sync_complete_in_place(
+        self,
+        key: str,
+        directory: str,
+        part_size: int,
+        numbered: builtins.list[tuple[int, str]],
+        content_type: str,
+        etag: str,
+    ) -> ObjectInfo | None:
+        """Publishes `data` itself as `key` when the parts are exactly its first bytes (the
+        chunked-upload case); returns None when they are not (complete then copies).
+
+        The SHA-256 is one in-order read of `data`, from the page cache (the parts were just
+        written): the only pass over the bytes in order, since they arrived in any order."""
+        try:
+            locked = ExclusiveData(directory)
+        except FileNotFoundError:
+            # A complete renamed `data` into place and stopped before dropping the staging dir.
+            self._sync_drop_upload(directory)
+            raise MultipartNotFound("the multipart upload was completed") from None
+        with locked:
+            parts = self._chosen_parts(directory, part_size, numbered)
+            if not in_place_layout(parts, part_size):
+                return None
+            total = sum(p.size for p in parts)
+            os.ftruncate(locked.fd, total)  # drops places beyond the last part, if any
+            os.fsync(locked.fd)
+            sha256 = sha256_of(locked.fd, total)
+            st = os.fstat(locked.fd)
+            return self._sync_publish(key, locked.path, st, content_type, etag, sha256)
 
     @staticmethod
-    def _hash_part(
-        digest: Any, buffer: memoryview, directory: str, part_number: int, etag: str
-    ) -> None:
-        try:
-            with open(
-                os.path.join(directory, f"{part_number:05d}.{etag}.part"), "rb", buffering=0
-            ) as src:
-                while n := src.readinto(buffer):
-                    digest.update(buffer[:n])
-        except FileNotFoundError:
-            if not os.path.exists(os.path.join(directory, _MANIFEST)):
-                raise MultipartNotFound("the multipart upload was completed or aborted") from None
-            raise InvalidPart(f"part {part_number} with etag {etag} was not uploaded") from None
+    def _append_part(tmp: _TempFile, part: StoredPart) -> None:
+        tmp.append_range(part.path, part.offset, part.size)
+
+    @staticmethod
+    def _hash_part(digest: Any, buffer: memoryview, part: StoredPart) -> None:
+        with open(part.path, "rb", buffering=0) as src:
+            done = 0
+            while done < part.size:
+                n = os.preadv(
+                    src.fileno(), [buffer[: min(len(buffer), part.size - done)]], part.offset + done
+                )
+                if n == 0:
+                    raise ObjectsError(f"part {part.number} is shorter than recorded")
+                digest.update(buffer[:n])
+                done += n
 
     def _sync_concatenate(
-        self, tmp: _TempFile, directory: str, numbered: builtins.list[tuple[int, str]]
+        self,
+        tmp: _TempFile,
+        directory: str,
+        part_size: int | None,
+        numbered: builtins.list[tuple[int, str]],
     ) -> str:
         """Appends the parts to `tmp` in order and returns the SHA-256 of the result.
 
@@ -662,6 +794,7 @@ class LocalObjectStore(ObjectStore):
         from the page cache (they were just written and are being copied). That measured
         2.5-3.5 s per GiB against 6-11 s for one userspace read+hash+write pass on a small VM;
         either way nothing reads the object back afterwards."""
+        parts = self._chosen_parts(directory, part_size, numbered)
         digest = hashlib.sha256()
         failures: builtins.list[BaseException] = []
         stop = threading.Event()
@@ -669,18 +802,23 @@ class LocalObjectStore(ObjectStore):
         def hash_parts() -> None:
             buffer = memoryview(bytearray(_COPY_CHUNK))
             try:
-                for number, etag in numbered:
+                for part in parts:
                     if stop.is_set():
                         return
-                    self._hash_part(digest, buffer, directory, number, etag)
+                    self._hash_part(digest, buffer, part)
             except BaseException as exc:  # re-raised in the calling thread below
                 failures.append(exc)
 
         hasher = threading.Thread(target=hash_parts, name="avc-objects-sha256", daemon=True)
         hasher.start()
         try:
-            for number, etag in numbered:
-                self._append_part(tmp, directory, number, etag)
+            for part in parts:
+                self._append_part(tmp, part)
+        except FileNotFoundError:
+            stop.set()
+            if not os.path.exists(os.path.join(directory, _MANIFEST)):
+                raise MultipartNotFound("the multipart upload was completed or aborted") from None
+            raise InvalidPart("a part was replaced while the upload was being completed") from None
         except BaseException:
             stop.set()
             raise
@@ -700,26 +838,52 @@ class LocalObjectStore(ObjectStore):
         for part, etag in zip(ordered, etags, strict=True):
             if not _MD5_HEX.fullmatch(etag):
                 raise InvalidPart(f"part {part.part_number} has a malformed etag {part.etag!r}")
-        tmp = await self._run(_TempFile, self._tmp_root)
-        try:
-            # Costs one full copy of the object (in-kernel where possible) and, until the parts
-            # are removed below, twice its size on disk; in exchange readers never see a partial
-            # object and a failed complete leaves the upload intact for a retry.
-            numbered = [(p.part_number, etag) for p, etag in zip(ordered, etags, strict=True)]
-            sha256 = await self._run(self._sync_concatenate, tmp, directory, numbered)
-            md5 = hashlib.md5(usedforsecurity=False)
-            for etag in etags:
-                md5.update(bytes.fromhex(etag))
-            # The same formula as S3, so an etag does not depend on the adapter.
-            final_etag = f"{md5.hexdigest()}-{len(ordered)}"
-            content_type = str(manifest.get("content_type") or "application/octet-stream")
-            info = await self._run(self._sync_commit, key, tmp, content_type, final_etag, sha256)
-        except BaseException:
-            await self._discard(tmp)
-            raise
+        numbered = [(p.part_number, etag) for p, etag in zip(ordered, etags, strict=True)]
+        md5 = hashlib.md5(usedforsecurity=False)
+        for etag in etags:
+            md5.update(bytes.fromhex(etag))
+        # The same formula as S3, so an etag does not depend on the adapter.
+        final_etag = f"{md5.hexdigest()}-{len(ordered)}"
+        content_type = str(manifest.get("content_type") or "application/octet-stream")
+        part_size = self._part_size(manifest)
+        info = None
+        if part_size is not None:
+            info = await self._run(
+                self._sync_complete_in_place,
+                key,
+                directory,
+                part_size,
+                numbered,
+                content_type,
+                final_etag,
+            )
+        if info is None:
+            info = await self._complete_by_copy(
+                key, directory, part_size, numbered, content_type, final_etag
+            )
         with anyio.CancelScope(shield=True):
             await self._run(self._sync_drop_upload, directory)
         return info
+
+    async def _complete_by_copy(
+        self,
+        key: str,
+        directory: str,
+        part_size: int | None,
+        numbered: builtins.list[tuple[int, str]],
+        content_type: str,
+        etag: str,
+    ) -> ObjectInfo:
+        tmp = await self._run(_TempFile, self._tmp_root)
+        try:
+            # Costs one full copy of the object (in-kernel where possible) and, until the parts
+            # are removed, twice its size on disk; in exchange readers never see a partial
+            # object and a failed complete leaves the upload intact for a retry.
+            sha256 = await self._run(self._sync_concatenate, tmp, directory, part_size, numbered)
+            return await self._run(self._sync_commit, key, tmp, content_type, etag, sha256)
+        except BaseException:
+            await self._discard(tmp)
+            raise
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         validate_key(key)
