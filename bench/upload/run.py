@@ -65,6 +65,12 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
+def cpu_seconds(proc: psutil.Process) -> float:
+    """Returns the user+system CPU seconds `proc` has used so far."""
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
 def make_source(path: Path, size: int) -> None:
     """Writes `size` incompressible bytes (a 64 MiB random block repeated)."""
     block = os.urandom(64 * MIB)
@@ -219,7 +225,13 @@ def via_gateway(work: Path, src: Path, size: int, parallel: int, media_url: str)
         upload.wait_ready()
         gateway.wait_ready()
         key = stack.api_key()
+        procs = {"upload": psutil.Process(upload.pid), "gateway": psutil.Process(gateway.pid)}
+        before = {name: cpu_seconds(proc) for name, proc in procs.items()}
+        client_before = time.process_time()
         result = asyncio.run(chunked_upload(gateway.url, key, src, size, parallel))
+        result["client_cpu"] = time.process_time() - client_before
+        for name, proc in procs.items():
+            result[f"{name}_cpu"] = cpu_seconds(proc) - before[name]
         result["upload_rss"] = peak_rss_mb(upload.pid)
         result["gateway_rss"] = peak_rss_mb(gateway.pid)
         stored = stack.data_dir / "objects" / "sources" / result["video_id"] / "original"
@@ -253,9 +265,11 @@ def main() -> None:
             # The baseline, then the upload, with the page cache in the same state for both.
             copy_seconds = plain_copy(src, work / "copy.bin")
             (work / "copy.bin").unlink()
-            cpu_before = sum(server.cpu_times()[:2])
+            cpu_before = cpu_seconds(server)
+            client_before = time.process_time()
             result = asyncio.run(chunked_upload(base, secret, src, size, args.parallel))
-            upload_cpu = sum(server.cpu_times()[:2]) - cpu_before
+            client_cpu = time.process_time() - client_before
+            upload_cpu = cpu_seconds(server) - cpu_before
             upload_rss = peak_rss_mb(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -289,7 +303,17 @@ def main() -> None:
                 f"chunks {res['chunk_seconds']:.2f} s, complete {res['complete_seconds']:.2f} s)"
                 f"  ratio {mbs / copy_mbs:.2f} (target >= 0.5)"
             )
-        print(f"upload process CPU (direct run): {upload_cpu:.2f} s user+system")
+        print(
+            f"CPU seconds (user+system), direct run: upload process {upload_cpu:.2f}, "
+            f"benchmark client {client_cpu:.2f}"
+        )
+        if gateway_result is not None:
+            print(
+                "CPU seconds, through gateway: "
+                f"gateway {gateway_result['gateway_cpu']:.2f}, "
+                f"upload {gateway_result['upload_cpu']:.2f}, "
+                f"benchmark client {gateway_result['client_cpu']:.2f}"
+            )
         print(
             f"upload process peak RSS (direct run): {upload_rss:.1f} MB "
             f"(after start {start_rss:.1f} MB; target < 200 MB)"

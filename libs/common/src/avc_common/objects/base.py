@@ -83,6 +83,9 @@ class ObjectInfo:
 class PartInfo:
     part_number: int
     etag: str
+    """Names this version of the part (32 hex digits, quotes allowed): a part sent again gets a
+    new one. S3 gives the MD5 of the part's bytes; the local adapter a random tag (see
+    local_parts). Opaque to callers: only `complete_multipart` reads it."""
     size: int
 
 

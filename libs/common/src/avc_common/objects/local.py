@@ -63,6 +63,7 @@ from avc_common.objects.local_parts import (
     claim_place,
     in_place_layout,
     is_version_of,
+    new_part_etag,
     part_file_name,
     release_place,
     scan_parts,
@@ -124,23 +125,25 @@ class _Sink(Protocol):
 
 
 class _TempFile:
-    """A file being written in a staging dir, hashed as it goes; renamed into place by a commit.
+    """A file being written in a staging dir; renamed into place by a commit.
 
-    With `sha256=True` it also keeps the SHA-256 of everything written: `put` reports it in
-    `ObjectInfo.sha256`; parts do not need it (`complete_multipart` hashes its parts itself).
+    With `hashed=True` it keeps the MD5 (the etag, as S3's) and the SHA-256 (`ObjectInfo.sha256`)
+    of everything written, for `put`. Parts are not hashed: their etags are version tags (see
+    local_parts) and `complete_multipart` hashes the assembled object itself.
     """
 
-    def __init__(self, directory: str, *, sha256: bool = False) -> None:
+    def __init__(self, directory: str, *, hashed: bool = False) -> None:
         self.path = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.sha256 = hashlib.sha256() if sha256 else None
+        self.md5 = hashlib.md5(usedforsecurity=False) if hashed else None
+        self.sha256 = hashlib.sha256() if hashed else None
         self.size = 0
         self._open = True
 
     def write(self, data: bytes) -> None:
         self._write_all(data)
-        self.md5.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
         if self.sha256 is not None:
             self.sha256.update(data)
         self.size += len(data)
@@ -496,9 +499,10 @@ class LocalObjectStore(ObjectStore):
         if size is not None and size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
         await self._run(self._check_contained, self._data_path(key), key)
-        tmp = await self._run(functools.partial(_TempFile, self._tmp_root, sha256=True))
+        tmp = await self._run(functools.partial(_TempFile, self._tmp_root, hashed=True))
         try:
             await self._fill(tmp, data, size)
+            assert tmp.md5 is not None
             etag = tmp.md5.hexdigest()
             return await self._run(self._sync_commit, key, tmp, content_type, etag)
         except BaseException:
@@ -614,7 +618,7 @@ class LocalObjectStore(ObjectStore):
 
     def _sync_commit_part(self, directory: str, part_number: int, tmp: _TempFile) -> PartInfo:
         tmp.finish()
-        etag = tmp.md5.hexdigest()
+        etag = new_part_etag()
         final = os.path.join(directory, part_file_name(part_number, etag))
         with self._lock:
             try:
