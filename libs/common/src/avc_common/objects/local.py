@@ -67,9 +67,9 @@ from avc_common.objects.local_parts import (
     part_file_name,
     release_place,
     scan_parts,
-    sha256_of,
     slot_marker_name,
 )
+from avc_common.objects.local_prefix_hash import Located, PrefixHashes, finish_sha256
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -237,6 +237,7 @@ class LocalObjectStore(ObjectStore):
         # Serialises the rename pairs (sidecar + data) and directory pruning within this process.
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(max_threads)
+        self._prefixes = PrefixHashes()
 
     @property
     def root(self) -> str:
@@ -251,6 +252,9 @@ class LocalObjectStore(ObjectStore):
             raise ObjectsError(f"local object storage failed: {exc}") from exc
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self._run(self._prefixes.close)
 
     async def start(self) -> None:
         await self._run(self._make_internal_dirs)
@@ -616,7 +620,9 @@ class LocalObjectStore(ObjectStore):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
-    def _sync_commit_part(self, directory: str, part_number: int, tmp: _TempFile) -> PartInfo:
+    def _sync_commit_part(
+        self, directory: str, part_number: int, tmp: _TempFile, *, hinted: bool
+    ) -> PartInfo:
         tmp.finish()
         etag = new_part_etag()
         final = os.path.join(directory, part_file_name(part_number, etag))
@@ -629,6 +635,8 @@ class LocalObjectStore(ObjectStore):
                 raise MultipartNotFound("the multipart upload was completed or aborted") from None
             self._sync_supersede(directory, part_number, final)
         _fsync_dir(directory)
+        if hinted:
+            self._prefixes.stored(directory, Located(part_number, etag, final, 0, tmp.size))
         return PartInfo(part_number, etag, tmp.size)
 
     def _sync_commit_place(self, writer: PlaceWriter) -> PartInfo:
@@ -641,6 +649,10 @@ class LocalObjectStore(ObjectStore):
                 writer.directory, writer.number, os.path.join(writer.directory, marker)
             )
         _fsync_dir(writer.directory)
+        data = os.path.join(writer.directory, DATA)
+        self._prefixes.stored(
+            writer.directory, Located(writer.number, etag, data, writer.offset, writer.size)
+        )
         return PartInfo(writer.number, etag, writer.size)
 
     def _sync_list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
@@ -652,6 +664,7 @@ class LocalObjectStore(ObjectStore):
         return [PartInfo(n, p.etag, p.size) for n, p in sorted(found.items())]
 
     def _sync_drop_upload(self, directory: str) -> None:
+        self._prefixes.forget(directory)
         with self._lock:  # not while a part is being renamed in
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -689,7 +702,15 @@ class LocalObjectStore(ObjectStore):
         tmp = await self._run(self._part_temp, directory)
         try:
             await self._fill(tmp, data, size)
-            return await self._run(self._sync_commit_part, directory, part_number, tmp)
+            return await self._run(
+                functools.partial(
+                    self._sync_commit_part,
+                    directory,
+                    part_number,
+                    tmp,
+                    hinted=part_size is not None,
+                )
+            )
         finally:
             await self._discard(tmp)
 
@@ -748,8 +769,8 @@ class LocalObjectStore(ObjectStore):
         """Publishes `data` itself as `key` when the parts are exactly its first bytes (the
         chunked-upload case); returns None when they are not (complete then copies).
 
-        The SHA-256 is one in-order read of `data`, from the page cache (the parts were just
-        written): the only pass over the bytes in order, since they arrived in any order."""
+        The SHA-256 was mostly taken already, in the background as parts landed (see
+        local_prefix_hash); what is left is hashed here, from the page cache."""
         try:
             locked = ExclusiveData(directory)
         except FileNotFoundError:
@@ -763,7 +784,8 @@ class LocalObjectStore(ObjectStore):
             total = sum(p.size for p in parts)
             os.ftruncate(locked.fd, total)  # drops places beyond the last part, if any
             os.fsync(locked.fd)
-            sha256 = sha256_of(locked.fd, total)
+            located = [Located(p.number, p.etag, p.path, p.offset, p.size) for p in parts]
+            sha256 = finish_sha256(self._prefixes.take(directory), located)
             st = os.fstat(locked.fd)
             return self._sync_publish(key, locked.path, st, content_type, etag, sha256)
 

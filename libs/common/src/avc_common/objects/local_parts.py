@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import time
@@ -254,17 +253,3 @@ class ExclusiveData:
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)
-
-
-def sha256_of(fd: int, size: int) -> str:
-    """Returns the SHA-256 of the first `size` bytes of `fd`, read in order."""
-    digest = hashlib.sha256()
-    buffer = memoryview(bytearray(8 * 1024 * 1024))
-    done = 0
-    while done < size:
-        n = os.preadv(fd, [buffer[: min(len(buffer), size - done)]], done)
-        if n == 0:
-            raise ObjectsError("the staged data ended early")
-        digest.update(buffer[:n])
-        done += n
-    return digest.hexdigest()
