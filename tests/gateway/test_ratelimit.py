@@ -12,9 +12,10 @@ from tests.gateway.conftest import Gateway, StartGateway, assert_error, fast_set
 
 from avc_common.ratelimit import RateLimitDecision
 from avc_common.runtime import Adapters
+from avc_common.web.middleware import ServiceMiddleware
 from avc_gateway.gatekeeper import admit
 from avc_gateway.public_routes import match_route
-from avc_gateway.ratelimits import RateLimitHeadersMiddleware
+from avc_gateway.ratelimits import with_ratelimit_headers
 
 ACCOUNT = "/api/v1/account"
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -174,8 +175,9 @@ async def test_middleware_replaces_headers_instead_of_duplicating_them() -> None
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    await RateLimitHeadersMiddleware(inner)({"type": "http"}, receive, send)
-    headers = sent[0]["headers"]
+    middleware = ServiceMiddleware(inner, service=None, response_headers=with_ratelimit_headers)
+    await middleware({"type": "http", "headers": []}, receive, send)
+    headers = [h for h in sent[0]["headers"] if h[0] != b"x-request-id"]
     assert headers == [
         (b"content-type", b"text/plain"),
         (b"x-ratelimit-limit", b"5"),

@@ -14,7 +14,7 @@ from avc_gateway.config import GatewaySettings
 from avc_gateway.gatekeeper import admit, gatekeeper_lifespan
 from avc_gateway.openapi import install_public_openapi
 from avc_gateway.proxy import create_proxy_router
-from avc_gateway.ratelimits import RateLimitHeadersMiddleware
+from avc_gateway.ratelimits import with_ratelimit_headers
 
 SERVICE: Final = "gateway"
 
@@ -40,11 +40,11 @@ def create_app(
             then=gatekeeper_lifespan(settings, gateway_settings),
         ),
         version=package_version("avc-gateway"),
+        # On every response, whoever made it: 500s and whatever the proxy streams back too.
+        response_headers=with_ratelimit_headers,
     )
     app.state.gateway_settings = gateway_settings
     # After the gateway's own routes: every other public path is forwarded to its service.
     app.include_router(create_proxy_router(admit=admit))
     install_public_openapi(app)
-    # Outermost: the headers also reach 500s and whatever the proxy streams back.
-    app.add_middleware(RateLimitHeadersMiddleware)
     return app

@@ -39,7 +39,7 @@ class Gatekeeper:
 
         Raises 401 for missing (non-public routes) or invalid credentials, 403 when the plan or
         auth method does not fit the route, 429 over the route's rate limit. The rate-limit
-        decision is kept on the request for `RateLimitHeadersMiddleware`."""
+        decision is kept on the request for `with_ratelimit_headers`."""
         authenticated = await authenticate(request, self.identity)
         principal = authenticated.principal if authenticated else None
         if principal is not None:

@@ -1,5 +1,5 @@
-"""Rate limits per class (API.md "Rate limits"), and the middleware that puts their headers on
-every limited response — also on responses other code produces (the proxy streams them).
+"""Rate limits per class (API.md "Rate limits"), and the headers that go on every limited
+response — also on responses other code produces (the proxy streams them).
 
 What is counted against what:
 - read / write / upload / stats: the API key, or the account for JWT sessions
@@ -18,7 +18,7 @@ from typing import Final
 
 from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from avc_common.errors import BadRequest, RateLimited
 from avc_common.ratelimit import RateLimitDecision, RateLimiter
@@ -29,7 +29,7 @@ from avc_gateway.principal import Principal
 from avc_gateway.public_routes import RateClass
 
 STATE_KEY: Final = "ratelimit"
-"""Where the request's decision is kept (`request.state.ratelimit`) for the middleware."""
+"""Where the request's decision is kept (`request.state.ratelimit`) for the headers."""
 _HEADER_NAMES: Final = frozenset(
     {b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"retry-after"}
 )
@@ -148,33 +148,18 @@ def client_ip(request: Request, *, trust_forwarded_for: bool) -> str:
     return request.client.host if request.client else "unknown"
 
 
-class RateLimitHeadersMiddleware:
-    """Pure ASGI: when the request spent from a budget (`request.state.ratelimit`), its
-    `X-RateLimit-*` headers (and `Retry-After` on 429) go on the response, whoever made it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        # Created here so code further in that copies the scope still shares this dict.
-        state = scope.setdefault("state", {})
-
-        async def send_with_headers(message: Message) -> None:
-            decision = state.get(STATE_KEY)
-            if message["type"] == "http.response.start" and isinstance(decision, RateLimitDecision):
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", ())
-                    if name.lower() not in _HEADER_NAMES
-                ]
-                headers += [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in decision.headers().items()
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def with_ratelimit_headers(
+    scope: Scope, headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """Returns a response's `headers` with the `X-RateLimit-*` ones (and `Retry-After` on 429)
+    of the budget the request spent from (`request.state.ratelimit`) in place of any it had;
+    unchanged when the request spent from none."""
+    state = scope.get("state")
+    decision = state.get(STATE_KEY) if state is not None else None
+    if not isinstance(decision, RateLimitDecision):
+        return headers
+    kept = [(name, value) for name, value in headers if name.lower() not in _HEADER_NAMES]
+    return kept + [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in decision.headers().items()
+    ]

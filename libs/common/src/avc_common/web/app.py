@@ -17,15 +17,15 @@ from starlette.middleware import Middleware
 
 from avc_common.config import Settings
 from avc_common.logging import get_logger
-from avc_common.web.errors import ErrorBody, UnhandledErrorMiddleware, install_error_handlers
+from avc_common.web.errors import ErrorBody, install_error_handlers
 from avc_common.web.health import (
     DEFAULT_CHECK_TIMEOUT,
     ReadinessCheck,
     add_readiness_check,
     install_health,
 )
-from avc_common.web.metrics import HttpMetrics, PrometheusMiddleware, install_metrics
-from avc_common.web.request_id import RequestIdMiddleware
+from avc_common.web.metrics import HttpMetrics, install_metrics
+from avc_common.web.middleware import ResponseHeaders, ServiceMiddleware
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 """Builds the app's state (clients, stores, consumers) on `app.state` and tears it down."""
@@ -54,6 +54,7 @@ def create_service_app(
     version: str = "0.0.0",
     description: str = "",
     readiness_timeout: float = DEFAULT_CHECK_TIMEOUT,
+    response_headers: ResponseHeaders | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """Returns a FastAPI app for one component.
@@ -61,7 +62,8 @@ def create_service_app(
     `lifespan(app)` builds the app's state on `app.state` (never at import time) and may
     register readiness checks with `add_readiness_check`. `settings` is on `app.state.settings`.
     Body size limits: raise `PayloadTooLarge` (FastAPI's `max_body_size`, app or route level,
-    answers in plain text).
+    answers in plain text). `response_headers(scope)` adds headers to every response, errors
+    included (the gateway's rate-limit headers).
     """
 
     @asynccontextmanager
@@ -86,12 +88,15 @@ def create_service_app(
         version=version,
         description=description,
         lifespan=app_lifespan,
-        # Outermost first: the request id covers everything (also 500s); metrics see the
-        # status UnhandledErrorMiddleware turned an exception into.
+        # Outermost first: request id, metrics and the last-resort error response in one
+        # layer (see `ServiceMiddleware`), so they cover everything inside, also 500s.
         middleware=[
-            Middleware(RequestIdMiddleware, service=service),
-            Middleware(PrometheusMiddleware, service=service, metrics=HttpMetrics(registry)),
-            Middleware(UnhandledErrorMiddleware),
+            Middleware(
+                ServiceMiddleware,
+                service=service,
+                metrics=HttpMetrics(registry),
+                response_headers=response_headers,
+            ),
             *extra_middleware,
         ],
         **fastapi_kwargs,

@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import body_limit
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from avc_common.errors import (
     ERROR_BY_STATUS,
@@ -32,7 +31,7 @@ from avc_common.web.request_id import current_request_id
 log = get_logger(__name__)
 
 # Starlette's body limiter signals "413 already sent" with this exception; it must pass through.
-_PASSTHROUGH: Final[tuple[type[BaseException], ...]] = tuple(
+PASSTHROUGH: Final[tuple[type[BaseException], ...]] = tuple(
     cls for cls in (getattr(body_limit, "_RequestBodyLimitResponseSent", None),) if cls
 )
 
@@ -146,42 +145,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _handle)
     app.add_exception_handler(StarletteHTTPException, _handle)
     app.add_exception_handler(RequestValidationError, _handle)
-    # Last resort inside Starlette's ServerErrorMiddleware; UnhandledErrorMiddleware (closer to
-    # the routes, so request id and metrics still see the response) normally gets there first.
+    # Last resort inside Starlette's ServerErrorMiddleware; ServiceMiddleware (closer to the
+    # routes, so request id and metrics still see the response) normally gets there first.
     app.add_exception_handler(Exception, _handle)
-
-
-class UnhandledErrorMiddleware:
-    """Turns any exception that escaped the routes (or inner middleware) into its public
-    response instead of letting it reach the server: 500 `internal_error` with the traceback
-    logged, or the AppError's own shape when middleware raised one."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            if isinstance(exc, _PASSTHROUGH):
-                raise
-            if started:
-                # Too late for an error body; the server will drop the connection.
-                log.error("exception_after_response_started", exc_info=exc)
-                raise
-            response = error_response(render_exception(exc))
-            await response(scope, receive, send)
 
 
 _EXAMPLE_REQUEST_ID: Final = "req_0123456789abcdefghijklmno"

@@ -13,7 +13,6 @@ is told apart by its `service` label).
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -24,14 +23,14 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 UNMATCHED: Final = "<unmatched>"
 # Up to a minute: uploads of large chunks are slow by nature.
 DURATION_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
-_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class HttpMetrics:
@@ -53,7 +52,7 @@ class HttpMetrics:
         )
 
 
-class _RouteTemplates:
+class RouteTemplates:
     """Maps a matched route to its full template. Since FastAPI 0.137 `include_router` no longer
     copies routes, so `scope["route"].path` lacks the include prefixes; the route tree knows
     the full `path_format`."""
@@ -97,41 +96,6 @@ def _route_path(scope: Scope) -> str:
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
-
-
-class PrometheusMiddleware:
-    """Pure ASGI: counts requests and observes their duration, labelled by route template
-    (never the raw path: ids and `?api_key=` must not become label values)."""
-
-    def __init__(self, app: ASGIApp, *, service: str, metrics: HttpMetrics) -> None:
-        self.app = app
-        self.service = service
-        self.metrics = metrics
-        self._templates = _RouteTemplates()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # what the client gets if nothing is sent before an exception
-        start = time.perf_counter()
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            method = scope.get("method", "GET")
-            method = method if method in _METHODS else "OTHER"
-            route = self._templates.resolve(scope)
-            self.metrics.requests.labels(self.service, method, route, str(status)).inc()
-            self.metrics.duration.labels(self.service, method, route).observe(
-                time.perf_counter() - start
-            )
 
 
 class _MergedCollector:
