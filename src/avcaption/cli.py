@@ -113,7 +113,7 @@ def serve(
         component = COMPONENTS[target].create(settings)
     except ValidationError as exc:
         raise typer.BadParameter(_settings_problems(exc)) from None
-    run_server(component, host=settings.host, port=settings.port)
+    run_server(component, host=settings.host, port=settings.port, access_log=settings.access_log)
     log.info("stopped", target=target)
 
 

@@ -16,8 +16,9 @@ _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 GRACEFUL_SHUTDOWN_SECONDS: Final = 25
 
 
-def serve(app: ASGIApp, *, host: str, port: int) -> None:
-    """Serves `app` on host:port; returns after a clean shutdown (SIGINT or SIGTERM)."""
+def serve(app: ASGIApp, *, host: str, port: int, access_log: bool = True) -> None:
+    """Serves `app` on host:port; returns after a clean shutdown (SIGINT or SIGTERM).
+    `access_log=False` leaves out uvicorn's line per request."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -25,6 +26,7 @@ def serve(app: ASGIApp, *, host: str, port: int) -> None:
         lifespan="on",
         # Logging is ours (avc_common.logging): uvicorn's records go through the same formatter.
         log_config=None,
+        access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # One `uvicorn.access` line per request (`avcaption serve`); off saves its cost per request.
+    access_log: bool = True
 
     # Signs the gateway's per-request internal tokens; services verify with the same secret.
     internal_secret: SecretStr = SecretStr("")
