@@ -36,10 +36,11 @@ from which the client's retry of the same call (or the sweeper) carries on:
 SHA-256 of the whole file, without an avoidable second read: chunks pass through this service
 out of order, so it cannot hash the file as they arrive (SHA-256 is sequential and a hash state
 cannot be handed between requests or processes). The local adapter is told the chunk size, so
-it writes each chunk at its final offset in one staged file and `complete` is a rename; it
-hashes that file in one in-order read from the page cache just before the rename (the chunks
-were just written), and keeps the hash in the object's sidecar so `stat` returns it after a
-crash (`ObjectInfo.sha256`). S3 concatenates on the server, so there is no pass to hash in;
+it writes each chunk at its final offset in one staged file and `complete` is a rename. It
+hashes in the background as chunks land: each chunk that extends the in-order prefix is read
+once from the page cache right after it was written, so `complete` hashes only what is left
+(usually nothing); the hash is kept in the object's sidecar so `stat` returns it after a crash
+(`ObjectInfo.sha256`). S3 concatenates on the server, so there is no pass to hash in;
 there the service reads the completed object once, streamed (`_hash_object`) — the only read
 that cannot be avoided without buffering out-of-order chunks. A direct upload arrives in order
 and is hashed while it streams in, on every adapter.
