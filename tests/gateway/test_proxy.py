@@ -527,6 +527,32 @@ async def test_an_invalid_http_answer_gives_502() -> None:
     assert response.json()["code"] == "bad_gateway"
 
 
+async def test_a_small_answer_cut_short_gives_502_not_a_truncated_body() -> None:
+    """A response of known small length is read whole before anything is sent: when the
+    service closes mid-body the client gets the gateway's error, not a cut body."""
+
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstreams = build_upstreams(ProxySettings(upload_url=f"http://127.0.0.1:{port}"))
+    gateway = gateway_app(FakeAdmit(), upstreams)
+    try:
+        transport = httpx.ASGITransport(gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            response = await client.get("/api/v1/upload/upl_1", headers={"X-API-Key": API_KEY})
+    finally:
+        await upstreams.aclose()
+        server.close()
+        await server.wait_closed()
+    assert response.status_code == 502
+    assert response.json()["code"] == "bad_gateway"
+
+
 @MODES
 async def test_client_disconnect_closes_the_upstream_response(mode: str) -> None:
     """A real gateway server: the client reads a little of a big download and leaves."""
