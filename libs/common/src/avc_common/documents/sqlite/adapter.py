@@ -51,6 +51,7 @@ from avc_common.documents.base import (
 )
 from avc_common.documents.errors import DocumentsError, DuplicateKey
 from avc_common.documents.sqlite import codec
+from avc_common.documents.sqlite.loop_reader import LoopReader
 from avc_common.documents.sqlite.query import (
     compile_filter,
     compile_index_filter,
@@ -89,12 +90,15 @@ async def open_sqlite_database(
     sweep = ttl_sweep_seconds if ttl_sweep_seconds else float(os.environ.get(SWEEP_ENV, "60"))
     if sweep <= 0:
         raise ValueError("the TTL sweep interval must be positive")
-    conn = await aiosqlite.connect(folder / f"{name}.db", isolation_level=None)
+    path = folder / f"{name}.db"
+    conn = await aiosqlite.connect(path, isolation_level=None)
     db = SqliteDatabase(conn, sweep_seconds=sweep)
     try:
         await db.setup()
+        # After setup: WAL mode is on, so this reader never blocks the writer.
+        db.attach_reader(LoopReader(path))
     except BaseException:
-        await conn.close()
+        await db.close()
         raise
     return db
 
@@ -109,6 +113,7 @@ class SqliteDatabase(DocumentDatabase):
         self._tables: set[str] = set()
         self._sweep_seconds = sweep_seconds
         self._sweeper: asyncio.Task[None] | None = None
+        self._reader: LoopReader | None = None
         self._closed = False
 
     async def setup(self) -> None:
@@ -124,6 +129,10 @@ class SqliteDatabase(DocumentDatabase):
             f"CREATE TABLE IF NOT EXISTS {_META} "
             "(coll TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (coll, name))"
         )
+
+    def attach_reader(self, reader: LoopReader) -> None:
+        """Reads try `reader` on the loop thread first (see loop_reader)."""
+        self._reader = reader
 
     def collection(self, name: str) -> SqliteCollection:
         if not _COLLECTION_NAME.match(name):
@@ -144,6 +153,9 @@ class SqliteDatabase(DocumentDatabase):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         await self._conn.close()
 
     async def drop(self) -> None:
@@ -162,6 +174,10 @@ class SqliteDatabase(DocumentDatabase):
 
     async def read(self, sql: str, params: Sequence[Any]) -> list[Any]:
         """Returns all rows of one statement (WAL readers see the last committed state)."""
+        if self._reader is not None:
+            rows = self._reader.try_read(sql, params)
+            if rows is not None:
+                return rows
         async with self._lock:
             return list(await self._conn.execute_fetchall(sql, params))
 
