@@ -28,12 +28,14 @@ _GIVE_UP: Final = (sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_BUSY, sqlite3.SQLITE
 
 
 class LoopReader:
-    """A read-only use of `path` from the thread that created it."""
+    """Reads of `path` on the calling thread, each given up past the budget."""
 
     def __init__(self, path: Path, *, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> None:
         self._budget = budget_seconds
         self._deadline = 0.0
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+        # Not bound to one thread: a caller on another event loop (another thread) may read
+        # too; the sqlite3 module serialises use of a connection.
+        self._conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
         self._conn.set_progress_handler(self._past_deadline, _CHECK_EVERY)
 
     def _past_deadline(self) -> int:
