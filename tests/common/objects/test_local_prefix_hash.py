@@ -158,3 +158,21 @@ async def test_complete_of_a_chunked_upload_uses_the_background_hash(
         await store.close()
     assert info.sha256 == hashlib.sha256(b"".join(bodies)).hexdigest()
     assert store._prefixes._prefixes == {}
+
+
+def test_too_many_parts_waiting_gives_the_prefix_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prefix_hash, "_MAX_PENDING", 3)
+    hashes = PrefixHashes()
+    try:
+        parts = write_parts(tmp_path, [blob(10, 80 + i) for i in range(6)])
+        for part in parts[2:5]:  # parts 3, 4, 5 wait for 1 and 2: the cap
+            hashes.stored("up", part)
+        assert not hashes._prefixes["up"].broken
+        hashes.stored("up", parts[5])  # a fourth one waiting: given up, nothing kept
+        assert hashes._prefixes["up"].broken
+        assert hashes._prefixes["up"].pending == {}
+        assert hashes.take("up") is None
+    finally:
+        hashes.close()

@@ -9,7 +9,8 @@ versions of the parts it was asked to use, and hashes only what is left (usually
 big files complete no longer spends seconds hashing while the client waits.
 
 Only what this process saw is known: parts stored by another process (replicas sharing a
-volume), a restart, or a prefix evicted to bound memory just leave more for `complete` to hash.
+volume), a restart, or a prefix given up to bound memory (too many uploads at once, or too many
+parts waiting for an earlier one) just leave more for `complete` to hash.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 _READ_BYTES: Final = 4 * 1024 * 1024
-_MAX_UPLOADS: Final = 1024
+# Bounds memory (a few hundred bytes per part waiting): at most this many uploads, each with at
+# most this many parts waiting for an earlier one; past that, complete hashes the rest itself.
+_MAX_UPLOADS: Final = 256
+_MAX_PENDING: Final = 1024
 _STOP: Final = ""
 
 
@@ -91,6 +95,9 @@ class PrefixHashes:
             if part.number <= len(prefix.hashed):
                 # An already hashed part was replaced: this prefix can no longer be used.
                 prefix.broken = True
+            elif len(prefix.pending) >= _MAX_PENDING and part.number not in prefix.pending:
+                prefix.broken = True
+                prefix.pending.clear()
             else:
                 prefix.pending[part.number] = part
         self._wake.put(directory)
