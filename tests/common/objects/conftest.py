@@ -126,7 +126,9 @@ class PlacedLocalObjectStore(LocalObjectStore):
         part_size: int | None = None,
     ) -> str:
         return await super().create_multipart(
-            key, content_type=content_type, part_size=part_size or PLACED_PART_SIZE
+            key,
+            content_type=content_type,
+            part_size=PLACED_PART_SIZE if part_size is None else part_size,
         )
 
 

@@ -592,3 +592,18 @@ async def test_ping_fails_when_backend_is_gone(harness: Harness) -> None:
     finally:
         await broken.close()
     assert time.monotonic() - started < 10
+
+
+async def test_part_size_hint_is_accepted_and_checked(store: ObjectStore) -> None:
+    bodies = [blob(PART, seed=31), blob(PART, seed=32), blob(5, seed=33)]
+    upload_id = await store.create_multipart("up/hinted", part_size=PART)
+    parts = [
+        await store.put_part("up/hinted", upload_id, n, body, size=len(body))
+        for n, body in ((3, bodies[2]), (1, bodies[0]), (2, bodies[1]))
+    ]
+    info = await store.complete_multipart("up/hinted", upload_id, parts)
+    assert info.size == 2 * PART + 5
+    assert await store.read_bytes("up/hinted") == b"".join(bodies)
+    for bad in (0, -5, 6 * 1024**3):
+        with pytest.raises(ValueError, match="part_size"):
+            await store.create_multipart("up/hinted-bad", part_size=bad)
