@@ -157,6 +157,43 @@ async def test_resume_sends_only_the_missing_chunks(harness: Harness, video_byte
     assert await harness.stored_bytes(done.json()["video_id"]) == data
 
 
+async def test_copies_recorded_in_the_other_order_than_stored_still_complete(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies of one chunk at once: storage keeps the one stored last, the record says the
+    one recorded last; both were answered 200, so complete takes the one storage kept."""
+    data = random.Random(11).randbytes(2 * CHUNK + 10)
+    upload_id = (await harness.init(len(data), filename="race.bin"))["upload_id"]
+    await harness.send_chunks(upload_id, data, CHUNK, [0, 2])
+    repo = harness.app.state.upload_service._repo
+    record = repo.record_part
+    first_stored = asyncio.Event()
+    second_recorded = asyncio.Event()
+
+    async def out_of_order(*args: object, **kwargs: object) -> object:
+        if not first_stored.is_set():  # the copy stored first records last
+            first_stored.set()
+            await second_recorded.wait()
+            return await record(*args, **kwargs)
+        result = await record(*args, **kwargs)
+        second_recorded.set()
+        return result
+
+    monkeypatch.setattr(repo, "record_part", out_of_order)
+
+    async def copy() -> None:
+        response = await harness.chunk(upload_id, 1, data[CHUNK : 2 * CHUNK])
+        assert response.status_code == 200
+
+    first = asyncio.create_task(copy())
+    await first_stored.wait()  # stored; its record waits for the second copy's
+    await copy()
+    await first
+    done = await harness.complete(upload_id)
+    assert done.status_code == 200, done.text
+    assert await harness.stored_bytes(done.json()["video_id"]) == data
+
+
 async def test_parallel_duplicate_chunks_and_resends_replace(harness: Harness) -> None:
     rng = random.Random(7)
     data = rng.randbytes(3 * CHUNK + 12345)

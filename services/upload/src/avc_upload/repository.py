@@ -69,15 +69,18 @@ class UploadRepository:
     ) -> Doc | None:
         """Returns the record after marking chunk `index` received with its part's etag, or
         None when the upload is no longer open. Atomic: parallel chunks never lose each other,
-        and a chunk sent again overwrites its own entry only."""
+        and a chunk sent again overwrites its own entry only.
+
+        `accepted` keeps every version of the chunk the client was told was received: copies
+        of one chunk sent at once may be stored in one order and recorded in the other, and
+        `complete` must take whichever one storage kept (never one the client was told failed).
+        """
+        field = f"parts.{part_field(index)}"
         return await self._c.find_one_and_update(
             {"_id": upload_id, "account_id": account_id, "status": OPEN},
             {
-                "$set": {
-                    f"parts.{part_field(index)}": {"etag": etag, "size": size},
-                    "updated_at": now,
-                },
-                "$addToSet": {"received": index},
+                "$set": {f"{field}.etag": etag, f"{field}.size": size, "updated_at": now},
+                "$addToSet": {"received": index, f"{field}.accepted": etag},
             },
         )
 

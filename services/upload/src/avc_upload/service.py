@@ -277,6 +277,14 @@ def _missing(doc: Mapping[str, Any]) -> list[int]:
     return [i for i in range(int(doc["total_chunks"])) if i not in received]
 
 
+def _accepted_etags(entry: Mapping[str, Any]) -> set[str]:
+    """Returns every version of a chunk the client was told was received."""
+    accepted = {str(etag) for etag in entry.get("accepted") or ()}
+    if entry.get("etag"):
+        accepted.add(str(entry["etag"]))  # records written before `accepted` existed
+    return accepted
+
+
 def _incomplete(missing: list[int], reason: str = "") -> UploadIncomplete:
     count = len(missing)
     chunks = "chunk is" if count == 1 else "chunks are"
@@ -723,7 +731,8 @@ class UploadService:
         )
 
     def _mismatched(self, doc: Doc, stored: list[PartInfo]) -> list[int]:
-        """Returns the chunks whose stored part is not the one recorded (lost or replaced)."""
+        """Returns the chunks whose stored part is not a version the client was told was
+        received (lost, or replaced by a request that failed after storing its bytes)."""
         by_number = {p.part_number: p for p in stored}
         recorded: Mapping[str, Any] = doc.get("parts") or {}
         bad = []
@@ -733,14 +742,14 @@ class UploadService:
             if (
                 entry is None
                 or part is None
-                or normalize_etag(part.etag) != entry.get("etag")
+                or normalize_etag(part.etag) not in _accepted_etags(entry)
                 or part.size != chunk_length(doc, index)
             ):
                 bad.append(index)
         return bad
 
     async def _assemble(self, doc: Doc) -> Doc:
-        """`completing` -> `assembled`: checks every part against the recorded etags, has the
+        """`completing` -> `assembled`: checks every part against the recorded versions, has the
         store complete the object and records its SHA-256 (and the event id to publish)."""
         missing = _missing(doc)
         if missing:
@@ -757,8 +766,10 @@ class UploadService:
                 if bad:
                     await self._reopen(doc, drop=bad)
                     raise _incomplete(bad, "their stored parts were lost or replaced")
+                # The versions storage kept (each one the client was told was received).
+                kept = {p.part_number: p.etag for p in stored}
                 parts = [
-                    PartInfo(i + 1, doc["parts"][part_field(i)]["etag"], chunk_length(doc, i))
+                    PartInfo(i + 1, kept[i + 1], chunk_length(doc, i))
                     for i in range(int(doc["total_chunks"]))
                 ]
                 try:
