@@ -533,7 +533,8 @@ class UploadService:
         )
         if updated is None:
             # Not open any more: a complete, abort or expiry won the race. The stored part is
-            # harmless (complete uses recorded etags only; abort/expiry drop every part).
+            # harmless (complete takes only versions recorded as accepted; abort/expiry drop
+            # every part).
             raise self._not_open(await self._repo.get(caller.account_id, upload_id))
         self._metrics.stored("chunk", expected)
         return ChunkResponse(
