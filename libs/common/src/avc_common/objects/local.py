@@ -640,10 +640,11 @@ class LocalObjectStore(ObjectStore):
         return PartInfo(part_number, etag, tmp.size)
 
     def _sync_commit_place(self, writer: PlaceWriter) -> PartInfo:
+        writer.sync()  # not under self._lock: other parts' commits must not wait for the disk
         with self._lock:
             if not os.path.exists(os.path.join(writer.directory, _MANIFEST)):
                 raise MultipartNotFound("the multipart upload was completed or aborted")
-            etag = writer.finish()
+            etag = writer.publish()
             marker = slot_marker_name(writer.number, etag, writer.size)
             self._sync_supersede(
                 writer.directory, writer.number, os.path.join(writer.directory, marker)

@@ -204,9 +204,12 @@ class PlaceWriter:
             self.size += n
             view = view[n:]
 
-    def finish(self) -> str:
-        """Makes the bytes durable and publishes the part's marker; returns its etag."""
+    def sync(self) -> None:
+        """Makes the bytes durable (before `publish`, outside any process-wide lock)."""
         os.fdatasync(self.fd)
+
+    def publish(self) -> str:
+        """Publishes the part's marker (after `sync`); returns its etag."""
         etag = new_part_etag()
         marker = os.path.join(self.directory, slot_marker_name(self.number, etag, self.size))
         try:
