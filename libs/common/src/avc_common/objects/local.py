@@ -69,7 +69,12 @@ from avc_common.objects.local_parts import (
     scan_parts,
     slot_marker_name,
 )
-from avc_common.objects.local_prefix_hash import Located, PrefixHashes, finish_sha256
+from avc_common.objects.local_prefix_hash import (
+    Located,
+    PrefixHashes,
+    finish_sha256,
+    hash_range,
+)
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -785,27 +790,9 @@ class LocalObjectStore(ObjectStore):
             total = sum(p.size for p in parts)
             os.ftruncate(locked.fd, total)  # drops places beyond the last part, if any
             os.fsync(locked.fd)
-            located = [Located(p.number, p.etag, p.path, p.offset, p.size) for p in parts]
-            sha256 = finish_sha256(self._prefixes.take(directory), located)
+            sha256 = finish_sha256(self._prefixes.take(directory), parts)
             st = os.fstat(locked.fd)
             return self._sync_publish(key, locked.path, st, content_type, etag, sha256)
-
-    @staticmethod
-    def _append_part(tmp: _TempFile, part: StoredPart) -> None:
-        tmp.append_range(part.path, part.offset, part.size)
-
-    @staticmethod
-    def _hash_part(digest: Any, buffer: memoryview, part: StoredPart) -> None:
-        with open(part.path, "rb", buffering=0) as src:
-            done = 0
-            while done < part.size:
-                n = os.preadv(
-                    src.fileno(), [buffer[: min(len(buffer), part.size - done)]], part.offset + done
-                )
-                if n == 0:
-                    raise ObjectsError(f"part {part.number} is shorter than recorded")
-                digest.update(buffer[:n])
-                done += n
 
     def _sync_concatenate(
         self,
@@ -827,12 +814,11 @@ class LocalObjectStore(ObjectStore):
         stop = threading.Event()
 
         def hash_parts() -> None:
-            buffer = memoryview(bytearray(_COPY_CHUNK))
             try:
                 for part in parts:
                     if stop.is_set():
                         return
-                    self._hash_part(digest, buffer, part)
+                    hash_range(digest, part.path, part.offset, part.size)
             except BaseException as exc:  # re-raised in the calling thread below
                 failures.append(exc)
 
@@ -840,7 +826,7 @@ class LocalObjectStore(ObjectStore):
         hasher.start()
         try:
             for part in parts:
-                self._append_part(tmp, part)
+                tmp.append_range(part.path, part.offset, part.size)
         except FileNotFoundError:
             stop.set()
             if not os.path.exists(os.path.join(directory, _MANIFEST)):

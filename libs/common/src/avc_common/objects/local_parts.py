@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from avc_common.objects.base import MultipartNotFound, ObjectsError
+from avc_common.objects.local_prefix_hash import Located
 
 DATA: Final = "data"
 _SLOT_MARKER = re.compile(r"(\d{5})\.([0-9a-f]{32})\.(\d+)\.slot")
@@ -50,15 +51,9 @@ _EXCLUSIVE_POLL_SECONDS: Final = 0.05
 
 
 @dataclass(frozen=True)
-class StoredPart:
-    """The current version of one part: its bytes are `size` bytes of `path` from `offset`."""
+class StoredPart(Located):
+    """The current version of one part, as found on disk."""
 
-    number: int
-    etag: str
-    size: int
-    path: str
-    offset: int
-    marker: str
     mtime_ns: int
     in_place: bool
 
@@ -97,13 +92,12 @@ def scan_parts(directory: str, part_size: int | None) -> dict[int, StoredPart]:
             if part is not None:
                 number = int(part.group(1))
                 stored = StoredPart(
-                    number,
-                    part.group(2),
-                    st.st_size,
-                    entry.path,
-                    0,
-                    entry.path,
-                    st.st_mtime_ns,
+                    number=number,
+                    etag=part.group(2),
+                    path=entry.path,
+                    offset=0,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
                     in_place=False,
                 )
             else:
@@ -111,13 +105,12 @@ def scan_parts(directory: str, part_size: int | None) -> dict[int, StoredPart]:
                 assert part_size is not None
                 number = int(slot.group(1))
                 stored = StoredPart(
-                    number,
-                    slot.group(2),
-                    int(slot.group(3)),
-                    data,
-                    (number - 1) * part_size,
-                    entry.path,
-                    st.st_mtime_ns,
+                    number=number,
+                    etag=slot.group(2),
+                    path=data,
+                    offset=(number - 1) * part_size,
+                    size=int(slot.group(3)),
+                    mtime_ns=st.st_mtime_ns,
                     in_place=True,
                 )
             known = found.get(number)

@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -154,7 +155,7 @@ class PrefixHashes:
                 prefix.hashed.append((part.number, part.etag))
 
 
-def finish_sha256(prefix: Prefix | None, parts: list[Located]) -> str:
+def finish_sha256(prefix: Prefix | None, parts: Sequence[Located]) -> str:
     """Returns the SHA-256 of `parts` concatenated in order, reusing `prefix` when it covers
     exactly the first of them (the same numbers and versions)."""
     digest: Any = None
