@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from avc_common.logging import get_logger
 from avc_common.web import ErrorBody
+from avc_gateway.dashboard import SWAGGER_UI
 from avc_gateway.proxy.config import ProxySettings
 from avc_gateway.proxy.upstreams import Upstream, Upstreams
 from avc_gateway.public_routes import PUBLIC_ROUTES, Access, PublicRoute
@@ -377,7 +378,15 @@ def install_public_openapi(
 
     @router.get(DOCS_PATH, include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=OPENAPI_PATH, title=TITLE)
+        # Swagger UI's files from the gateway itself: no outside host (no CDN, no validator).
+        return get_swagger_ui_html(
+            openapi_url=OPENAPI_PATH,
+            title=TITLE,
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     app.include_router(router)
     return public
