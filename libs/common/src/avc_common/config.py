@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     storage_url: str = ""
     bus_url: str = ""
     ratelimit_url: str = ""
+    # Prefix of every rate-limit key in Redis: lets installations (or tests) share one Redis.
+    ratelimit_key_prefix: str = "avc:rl"
     bus_exchange: str = "avcaption.events"
     # Prefix for queue names: lets test runs and several installations share one broker.
     bus_queue_prefix: str = "avcaption"

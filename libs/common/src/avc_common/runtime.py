@@ -74,7 +74,10 @@ class Adapters:
         """Returns the rate-limit state store."""
         async with self._lock:
             if self._ratelimiter is None:
-                self._ratelimiter = open_ratelimiter(self.settings.effective_ratelimit_url)
+                self._ratelimiter = open_ratelimiter(
+                    self.settings.effective_ratelimit_url,
+                    key_prefix=self.settings.ratelimit_key_prefix,
+                )
             return self._ratelimiter
 
     def service_clients(self) -> ServiceClients:

@@ -139,6 +139,12 @@ class EncodeMetrics:
         self.in_progress = Gauge(
             "avc_media_encodes_in_progress", "Encodes running now.", registry=registry
         )
+        # Encode seconds per minute of video = rate(encode_seconds_sum) / rate(this) * 60.
+        self.video_seconds = Counter(
+            "avc_media_encoded_video_seconds",
+            "Seconds of source video encoded to ready.",
+            registry=registry,
+        )
         self.redriven = Counter(
             "avc_media_redriven_total",
             "Work re-driven from the media database, by kind.",
@@ -317,6 +323,7 @@ class EncodeWorker:
         if not await self.jobs.finish(video_id, owner=self.owner, fields=fields, event=event):
             await self._discard_output(account_id, video_id)
             raise _LeaseLost()
+        self.metrics.video_seconds.inc(fields["duration_seconds"])
         log.info(
             "encode_finished",
             renditions=[r["name"] for r in fields["renditions"]],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.context_managers import InprogressTracker
 
 
 class UploadMetrics:
@@ -39,6 +40,17 @@ class UploadMetrics:
             ["service", "outcome"],
             registry=registry,
         )
+
+        self.in_flight = Gauge(
+            "avc_upload_bodies_in_flight",
+            "Upload bodies being received now, by kind (chunk, direct).",
+            ["service", "kind"],
+            registry=registry,
+        )
+
+    def receiving(self, kind: str) -> InprogressTracker:
+        """Counts one upload body in flight for the duration of the block."""
+        return self.in_flight.labels(self.service, kind).track_inprogress()
 
     def stored(self, kind: str, size: int) -> None:
         self.bytes.labels(self.service, kind).inc(size)

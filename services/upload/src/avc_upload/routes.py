@@ -132,12 +132,13 @@ _CHUNK_BODY: Final = {
     openapi_extra=_DIRECT_BODY,
 )
 async def direct_upload(request: Request, caller: CurrentCaller, service: Service) -> VideoCreated:
-    return await service.direct_upload(
-        caller,
-        content_type=request.headers.get("content-type"),
-        content_length=request.headers.get("content-length"),
-        body=body_of(request),
-    )
+    with request.app.state.upload_metrics.receiving("direct"):
+        return await service.direct_upload(
+            caller,
+            content_type=request.headers.get("content-type"),
+            content_length=request.headers.get("content-length"),
+            body=body_of(request),
+        )
 
 
 @router.post(
@@ -190,14 +191,15 @@ async def upload_chunk(
         str | None, Header(description="Optional hex SHA-256 of this chunk, checked.")
     ] = None,
 ) -> ChunkResponse:
-    return await service.put_chunk(
-        caller,
-        upload_id=x_upload_id,
-        chunk_index=x_chunk_index,
-        chunk_sha256=x_chunk_sha256,
-        content_length=request.headers.get("content-length"),
-        body=body_of(request),
-    )
+    with request.app.state.upload_metrics.receiving("chunk"):
+        return await service.put_chunk(
+            caller,
+            upload_id=x_upload_id,
+            chunk_index=x_chunk_index,
+            chunk_sha256=x_chunk_sha256,
+            content_length=request.headers.get("content-length"),
+            body=body_of(request),
+        )
 
 
 @router.post(

@@ -56,6 +56,7 @@ from aio_pika.abc import (
     ConsumerTag,
 )
 from aio_pika.exceptions import DeliveryError, PublishError
+from prometheus_client import Gauge
 from pydantic import ValidationError
 
 from avc_common.bus.base import (
@@ -88,6 +89,17 @@ URL_OPTIONS: Final = ("publish_timeout", "close_timeout")
 DEFAULT_PUBLISH_TIMEOUT_SECONDS: Final = 30.0
 # A dead-letter queue is read into memory to be peeked at; this bounds it.
 _PEEK_LIMIT: Final = 10_000
+
+# Queue depth as each consuming process sees it at its watchdog tick (process-wide registry, so
+# every /metrics of the process shows it): the encode backlog, retries waiting, dead letters.
+QUEUE_MESSAGES: Final = Gauge(
+    "avc_bus_queue_messages",
+    "Messages ready in a subscribed queue and its .retry/.dead siblings (watchdog sample).",
+    ["queue"],
+)
+QUEUE_CONSUMERS: Final = Gauge(
+    "avc_bus_queue_consumers", "Consumers of a subscribed queue (watchdog sample).", ["queue"]
+)
 
 
 def _quorum_args(**extra: Any) -> dict[str, Any]:
@@ -472,6 +484,7 @@ class _RabbitSubscription(Subscription):
             return
         if await self._consumer_alive():
             self._misses = 0
+            await self._sample_depth()
             return
         self._misses += 1
         # Twice in a row: aio-pika's own restore gets a full interval before we step in.
@@ -486,6 +499,22 @@ class _RabbitSubscription(Subscription):
                 await asyncio.wait_for(old.close(), _SETTLE_TIMEOUT)
         await self.open()
         self._misses = 0
+
+    async def _sample_depth(self) -> None:
+        """Sets the queue gauges from passive declares; best effort (a failure keeps the last
+        sample: the queues exist while this subscription consumes, so none should fail)."""
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            return
+        try:
+            underlay = await asyncio.wait_for(channel.get_underlay_channel(), 2)
+            for name in (self.name, f"{self.name}.retry", f"{self.name}.dead"):
+                ok = await asyncio.wait_for(underlay.queue_declare(name, passive=True), 2)
+                QUEUE_MESSAGES.labels(name).set(ok.message_count or 0)
+                if name == self.name:
+                    QUEUE_CONSUMERS.labels(name).set(ok.consumer_count or 0)
+        except (TimeoutError, aiormq.exceptions.AMQPError, RuntimeError):
+            log.debug("bus: could not sample the depth of %s", self.name, exc_info=True)
 
     async def _consumer_alive(self) -> bool:
         channel, tag = self._channel, self._tag
