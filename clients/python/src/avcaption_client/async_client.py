@@ -1,0 +1,493 @@
+"""`AsyncClient`: the whole public API over `httpx.AsyncClient` (see `Client` for the sync one)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from . import models as m
+from . import operations as ops
+from . import uploads as up
+from ._http import (
+    RetryEvent,
+    RetryHook,
+    RetryPolicy,
+    as_timeout,
+    auth_headers,
+    request_kwargs,
+    resolve_api_url,
+    user_agent,
+)
+from .errors import (
+    ApiError,
+    AvcError,
+    ConnectionFailedError,
+    GoneError,
+    NotFoundError,
+    UploadIncompleteError,
+    error_from_response,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Async client of the AVCaption API.
+
+    `api_key` (else `AVC_API_KEY`) or a `token` (JWT from `login`); `api_url` (else
+    `AVC_API_URL`, else http://localhost:8080). `timeout` is seconds or an `httpx.Timeout`;
+    `retry` says when calls are sent again (`RetryPolicy`); `on_retry` hears each retry.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        api_url: str | None = None,
+        token: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        on_retry: RetryHook | None = None,
+        max_connections: int = 32,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.api_url = resolve_api_url(api_url)
+        self.api_key = api_key if api_key is not None else os.environ.get("AVC_API_KEY")
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
+        self._http = httpx.AsyncClient(
+            base_url=self.api_url,
+            headers={"User-Agent": user_agent(), **auth_headers(self.api_key, token)},
+            timeout=as_timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def use_token(self, token: str) -> None:
+        """Authenticates the following calls with a JWT (from `login`) instead of the key."""
+        self._http.headers.pop("X-API-Key", None)
+        self._http.headers["Authorization"] = f"Bearer {token}"
+
+    async def call(self, op: ops.Op[T]) -> T:
+        """Sends `op` (retried as `self.retry` allows) and returns its parsed answer."""
+        attempt = 0
+        while True:
+            failure: Exception
+            try:
+                with request_kwargs(op) as kwargs:
+                    response = await self._http.request(**kwargs)
+            except httpx.TransportError as exc:
+                delay = self.retry.after_error(attempt, op, exc)
+                if delay is None:
+                    raise ConnectionFailedError(
+                        f"{op.method} {op.path}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                failure = exc
+            else:
+                if response.is_success:
+                    return op.parse(response)
+                error = error_from_response(response)
+                delay = self.retry.after_response(attempt, op, error)
+                if delay is None:
+                    raise error
+                failure = error
+            if self.on_retry is not None:
+                self.on_retry(RetryEvent(op.method, op.path, attempt + 1, delay, failure))
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    # -- auth, account, keys ---------------------------------------------------------------
+
+    async def login(self, email: str, password: str) -> m.Token:
+        return await self.call(ops.login(email, password))
+
+    async def get_account(self) -> m.Account:
+        return await self.call(ops.get_account())
+
+    async def list_api_keys(self) -> m.ApiKeyList:
+        return await self.call(ops.list_api_keys())
+
+    async def create_api_key(self, name: str) -> m.ApiKeyCreated:
+        return await self.call(ops.create_api_key(name))
+
+    async def delete_api_key(self, key_id: str) -> None:
+        await self.call(ops.delete_api_key(key_id))
+
+    # -- videos ----------------------------------------------------------------------------
+
+    async def list_videos(self, page: int = 1, per_page: int = 20) -> m.Page[m.Video]:
+        return await self.call(ops.list_videos(page, per_page))
+
+    async def iter_videos(self, per_page: int = 100) -> AsyncIterator[m.Video]:
+        """Every video of the account, newest first, page after page."""
+        page = 1
+        while True:
+            result = await self.list_videos(page, per_page)
+            for video in result.data:
+                yield video
+            if page >= result.total_pages:
+                return
+            page += 1
+
+    async def get_video(self, video_id: str) -> m.Video:
+        return await self.call(ops.get_video(video_id))
+
+    async def update_video(
+        self,
+        video_id: str,
+        *,
+        title: str | None = None,
+        allowed_domains: list[str] | None = None,
+        visibility: str | None = None,
+        preset_id: str | None = None,
+    ) -> m.Video:
+        op = ops.update_video(
+            video_id,
+            title=title,
+            allowed_domains=allowed_domains,
+            visibility=visibility,
+            preset_id=preset_id,
+        )
+        return await self.call(op)
+
+    async def delete_video(self, video_id: str) -> None:
+        await self.call(ops.delete_video(video_id))
+
+    async def wait_for_video(
+        self,
+        video_id: str,
+        *,
+        timeout: float = 3600.0,  # noqa: ASYNC109 - a polling deadline over many calls
+        interval: float = 2.0,
+    ) -> m.Video:
+        """Polls until the video is `ready` or `failed` and returns it (TimeoutError after
+        `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            video = await self.get_video(video_id)
+            if video.finished:
+                return video
+            if time.monotonic() + interval > deadline:
+                raise TimeoutError(f"{video_id} still {video.status} after {timeout:.0f} s")
+            await asyncio.sleep(interval)
+
+    # -- uploads (single calls) ------------------------------------------------------------
+
+    async def upload_direct(
+        self,
+        path: str | Path,
+        *,
+        title: str | None = None,
+        on_read: Callable[[int], None] | None = None,
+    ) -> m.VideoCreated:
+        return await self.call(ops.upload_direct(Path(path), title=title, on_read=on_read))
+
+    async def init_upload(
+        self, filename: str, size: int, *, title: str | None = None
+    ) -> m.UploadInit:
+        return await self.call(ops.init_upload(filename, size, title=title))
+
+    async def upload_chunk(
+        self, upload_id: str, index: int, body: bytes, *, sha256: str | None = None
+    ) -> m.ChunkAccepted:
+        return await self.call(ops.upload_chunk(upload_id, index, body, sha256=sha256))
+
+    async def get_upload(self, upload_id: str) -> m.UploadStatus:
+        return await self.call(ops.get_upload(upload_id))
+
+    async def abort_upload(self, upload_id: str) -> None:
+        await self.call(ops.abort_upload(upload_id))
+
+    async def complete_upload(self, upload_id: str) -> m.VideoCreated:
+        return await self.call(ops.complete_upload(upload_id))
+
+    # -- upload(path) ----------------------------------------------------------------------
+
+    async def upload(
+        self,
+        path: str | Path,
+        *,
+        title: str | None = None,
+        parallel: int = up.DEFAULT_PARALLEL,
+        progress: up.ProgressCallback | None = None,
+        chunked: bool | None = None,
+        direct_max: int = up.DIRECT_MAX_BYTES,
+        state_dir: Path | None = None,
+        resume: bool = True,
+        max_rate: float | None = None,
+    ) -> up.UploadResult:
+        """Uploads a file: one request up to `direct_max` bytes, else chunked with `parallel`
+        chunks in flight, each with its SHA-256, resumable (see `avcaption_client.uploads`);
+        `max_rate` caps the bytes per second."""
+        source = Path(path)
+        size = await asyncio.to_thread(up.check_source, source)
+        tracker = up.ProgressTracker(source, size, progress)
+        pacer = up.Pacer(max_rate)
+        if not up.use_chunked(size, chunked, direct_max):
+            created = await self.upload_direct(source, title=title, on_read=tracker.add)
+            tracker.add(0, 1)
+            return up.UploadResult(
+                created.video_id, created.embed_token, created.status, source, size, False
+            )
+        state_file = up.state_path(source, state_dir)
+        restarted = False
+        for _ in range(3):
+            plan = await self._plan(source, size, title, state_file, resume and not restarted)
+            tracker.start(plan)
+            try:
+                if plan.completed_video is None:
+                    sent = await self._send_chunks(source, size, plan, parallel, tracker, pacer)
+                    sent += await self._finish(source, size, plan, parallel, tracker, pacer)
+                else:
+                    sent = 0
+                created = await self.complete_upload(plan.upload_id)
+            except (GoneError, NotFoundError) as exc:
+                if exc.code not in ("upload_expired", "upload_not_found"):
+                    raise
+                up.forget_state(state_file)  # expired or unknown: begin again cleanly
+                restarted = True
+                continue
+            up.forget_state(state_file)
+            return up.UploadResult(
+                created.video_id,
+                created.embed_token,
+                created.status,
+                source,
+                size,
+                True,
+                upload_id=plan.upload_id,
+                chunks_sent=sent,
+                resumed=plan.resumed,
+                restarted=restarted,
+            )
+        raise AvcError(f"{source}: the upload kept expiring; giving up")
+
+    async def _plan(
+        self, source: Path, size: int, title: str | None, state_file: Path, resume: bool
+    ) -> up.ChunkPlan:
+        """Resumes the stored upload when the server still has it, else starts one."""
+        state = up.load_state(state_file) if resume else None
+        if state is not None and state.matches(source, self.api_url):
+            try:
+                status = await self.get_upload(state.upload_id)
+            except ApiError as exc:
+                if exc.code not in ("upload_expired", "upload_not_found"):
+                    raise
+            else:
+                done = status.video_id if status.status == "completed" else None
+                return up.ChunkPlan(
+                    status.upload_id,
+                    status.chunk_size,
+                    status.total_chunks,
+                    sorted(status.missing),
+                    True,
+                    state_file,
+                    completed_video=done,
+                )
+        elif state is not None:
+            # The file changed since: that upload can never complete to this file.
+            with suppress(ApiError):
+                await self.abort_upload(state.upload_id)
+        init = await self.init_upload(source.name, size, title=title)
+        state = up.new_state(
+            source, self.api_url, init.upload_id, init.chunk_size, init.total_chunks
+        )
+        await asyncio.to_thread(up.save_state, state_file, state)
+        missing = list(range(init.total_chunks))
+        return up.ChunkPlan(
+            init.upload_id, init.chunk_size, init.total_chunks, missing, False, state_file
+        )
+
+    async def _send_chunks(
+        self,
+        source: Path,
+        size: int,
+        plan: up.ChunkPlan,
+        parallel: int,
+        tracker: up.ProgressTracker,
+        pacer: up.Pacer,
+        indexes: list[int] | None = None,
+    ) -> int:
+        """Sends the plan's missing chunks, `parallel` at a time; returns how many."""
+        queue = deque(plan.missing if indexes is None else indexes)
+        count = len(queue)
+        fd = os.open(source, os.O_RDONLY)
+
+        async def worker() -> None:
+            while queue:
+                index = queue.popleft()
+                body, digest = await asyncio.to_thread(
+                    up.read_chunk, fd, index, plan.chunk_size, size
+                )
+                delay = pacer.reserve(len(body))
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.upload_chunk(plan.upload_id, index, body, sha256=digest)
+                tracker.add(len(body), 1)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, min(parallel, count))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group_error:
+            raise _first(group_error) from None
+        finally:
+            os.close(fd)
+        return count
+
+    async def _finish(
+        self,
+        source: Path,
+        size: int,
+        plan: up.ChunkPlan,
+        parallel: int,
+        tracker: up.ProgressTracker,
+        pacer: up.Pacer,
+    ) -> int:
+        """Asks the server what is missing before `complete` (a chunk lost to a crash or a
+        concurrent run) and sends it; returns how many chunks that took."""
+        sent = 0
+        for _ in range(3):
+            status = await self.get_upload(plan.upload_id)
+            if not status.missing or status.status != "open":
+                return sent
+            sent += await self._send_chunks(
+                source, size, plan, parallel, tracker, pacer, status.missing
+            )
+        raise UploadIncompleteError(
+            f"chunks still missing after 3 rounds: {status.missing[:20]}",
+            details={"missing": status.missing},
+        )
+
+    # -- embed and playback ----------------------------------------------------------------
+
+    async def get_embed(self, token: str) -> m.Embed:
+        return await self.call(ops.get_embed(token))
+
+    async def report_view(self, token: str, *, session_id: str | None = None) -> m.ViewAccepted:
+        return await self.call(ops.report_view(token, session_id=session_id))
+
+    async def play(self, playback_token: str, file_path: str = "master.m3u8") -> bytes:
+        return await self.call(ops.play(playback_token, file_path))
+
+    async def play_head(self, playback_token: str, file_path: str = "master.m3u8") -> httpx.Headers:
+        return await self.call(ops.play_head(playback_token, file_path))
+
+    # -- stats -----------------------------------------------------------------------------
+
+    async def get_stats(self) -> m.Stats:
+        return await self.call(ops.get_stats())
+
+    async def get_thresholds(self) -> m.Thresholds:
+        return await self.call(ops.get_thresholds())
+
+    async def set_thresholds(self, views: list[int]) -> m.Thresholds:
+        return await self.call(ops.set_thresholds(views))
+
+    # -- subtitles -------------------------------------------------------------------------
+
+    async def list_subtitles(self, video_id: str) -> Any:
+        return await self.call(ops.list_subtitles(video_id))
+
+    async def add_subtitle(
+        self,
+        video_id: str,
+        path: str | Path,
+        *,
+        language: str,
+        label: str | None = None,
+        translate_to: list[str] | None = None,
+    ) -> m.Subtitle:
+        op = ops.add_subtitle(
+            video_id, Path(path), language=language, label=label, translate_to=translate_to
+        )
+        return await self.call(op)
+
+    async def delete_subtitle(self, video_id: str, subtitle_id: str) -> None:
+        await self.call(ops.delete_subtitle(video_id, subtitle_id))
+
+    # -- presets ---------------------------------------------------------------------------
+
+    async def list_presets(self, page: int = 1, per_page: int = 20) -> m.Page[m.Preset]:
+        return await self.call(ops.list_presets(page, per_page))
+
+    async def create_preset(self, name: str, **settings: Any) -> m.Preset:
+        return await self.call(ops.create_preset(name, **settings))
+
+    async def get_preset(self, preset_id: str) -> m.Preset:
+        return await self.call(ops.get_preset(preset_id))
+
+    async def update_preset(self, preset_id: str, **settings: Any) -> m.Preset:
+        return await self.call(ops.update_preset(preset_id, **settings))
+
+    async def delete_preset(self, preset_id: str) -> None:
+        await self.call(ops.delete_preset(preset_id))
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    async def list_webhooks(self, page: int = 1, per_page: int = 20) -> m.Page[m.Webhook]:
+        return await self.call(ops.list_webhooks(page, per_page))
+
+    async def create_webhook(
+        self, url: str, *, events: list[str] | None = None, description: str | None = None
+    ) -> m.WebhookCreated:
+        return await self.call(ops.create_webhook(url, events=events, description=description))
+
+    async def get_webhook(self, webhook_id: str) -> m.Webhook:
+        return await self.call(ops.get_webhook(webhook_id))
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        events: list[str] | None = None,
+        enabled: bool | None = None,
+        description: str | None = None,
+    ) -> m.Webhook:
+        op = ops.update_webhook(
+            webhook_id, url=url, events=events, enabled=enabled, description=description
+        )
+        return await self.call(op)
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self.call(ops.delete_webhook(webhook_id))
+
+    async def list_deliveries(
+        self, webhook_id: str, page: int = 1, per_page: int = 20
+    ) -> m.Page[m.Delivery]:
+        return await self.call(ops.list_deliveries(webhook_id, page, per_page))
+
+    async def retry_delivery(self, delivery_id: str) -> m.Delivery:
+        return await self.call(ops.retry_delivery(delivery_id))
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first real error of a task group (the others are mostly its cancellations)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            found: BaseException = exc
+            return found
+    return group
