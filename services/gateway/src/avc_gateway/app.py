@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from avc_common.config import Settings
 from avc_common.runtime import Adapters, adapters_lifespan
@@ -13,6 +14,7 @@ from avc_gateway.accounts.routes import router as accounts_router
 from avc_gateway.config import GatewaySettings
 from avc_gateway.gatekeeper import admit, gatekeeper_lifespan
 from avc_gateway.openapi import install_public_openapi
+from avc_gateway.path_guard import PathGuard
 from avc_gateway.proxy import create_proxy_router
 from avc_gateway.ratelimits import with_ratelimit_headers
 
@@ -42,6 +44,8 @@ def create_app(
         version=package_version("avc-gateway"),
         # On every response, whoever made it: 500s and whatever the proxy streams back too.
         response_headers=with_ratelimit_headers,
+        # Before any routing: the route table must see the path every later hop will see.
+        middleware=[Middleware(PathGuard)],
     )
     app.state.gateway_settings = gateway_settings
     # After the gateway's own routes: every other public path is forwarded to its service.

@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import unquote
 
 import httpx
 from starlette.types import ASGIApp, Message
@@ -103,6 +104,10 @@ class _Exchange:
 
     def _scope(self) -> dict[str, object]:
         url = self.request.url
+        # httpx's `target` extension, as its own transports honour it: the path sent as given
+        # (httpx normalises `.`/`..` segments in URLs), decoded for `path` as a server would.
+        target: bytes = self.request.extensions.get("target", url.raw_path)
+        raw_path, _, query = target.partition(b"?")
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -110,9 +115,9 @@ class _Exchange:
             "method": self.request.method,
             "headers": [(k.lower(), v) for k, v in self.request.headers.raw],
             "scheme": url.scheme,
-            "path": url.path,
-            "raw_path": url.raw_path.split(b"?", 1)[0],
-            "query_string": url.query,
+            "path": unquote(raw_path.decode("latin-1")),
+            "raw_path": raw_path,
+            "query_string": query,
             "server": (url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 80)),
             "client": self.transport.client,
             "root_path": self.transport.root_path,

@@ -114,9 +114,10 @@ async def forward(
     scope = request.scope
     raw_path: bytes = scope.get("raw_path") or request.url.path.encode()
     headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+    query = without_api_key(scope.get("query_string", b""))
     outbound = httpx.Request(
         request.method,
-        upstream.url(raw_path, without_api_key(scope.get("query_string", b""))),
+        upstream.url(raw_path, query),
         headers=upstream_request_headers(
             headers,
             request_id=request_id,
@@ -126,7 +127,11 @@ async def forward(
             scheme=scope.get("scheme", "http"),
         ),
         content=_body(request) if has_body(headers) else b"",
-        extensions={"timeout": upstream.timeout.as_dict()},
+        # The path the gateway matched, exactly: the URL above is normalised by httpx.
+        extensions={
+            "timeout": upstream.timeout.as_dict(),
+            "target": upstream.target(raw_path, query),
+        },
     )
     try:
         # The transport directly, not an AsyncClient: no cookie jar shared between users,

@@ -115,7 +115,8 @@ class ServicePool(httpx.AsyncBaseTransport):
                 scheme=self.origin.scheme,
                 host=self.origin.host,
                 port=self.origin.port,
-                target=url.raw_path,
+                # httpx's `target` extension: the path as given, not as httpx normalised it.
+                target=request.extensions.get("target", url.raw_path),
             ),
             headers=request.headers.raw,
             content=request.stream,

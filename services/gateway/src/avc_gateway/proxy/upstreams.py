@@ -33,12 +33,19 @@ class Upstream:
     timeout: httpx.Timeout
     in_process: bool = False
 
-    def url(self, raw_path: bytes, query: bytes = b"") -> httpx.URL:
-        """Returns the service URL for a public path (percent-encoding kept as sent)."""
+    def target(self, raw_path: bytes, query: bytes = b"") -> bytes:
+        """Returns the request target at the service for a public path, byte for byte as the
+        client sent it (the base URL's own path before it)."""
         target = self.base_url.raw_path.rstrip(b"/") + raw_path
         if query:
             target += b"?" + query
-        return self.base_url.copy_with(raw_path=target)
+        return target
+
+    def url(self, raw_path: bytes, query: bytes = b"") -> httpx.URL:
+        """Returns the service URL for a public path. httpx normalises it (drops `.`/`..`
+        segments, re-quotes): what is sent is `target(...)`, passed as the request's `target`
+        extension, which both transports honour."""
+        return self.base_url.copy_with(raw_path=self.target(raw_path, query))
 
 
 class Upstreams:
