@@ -605,11 +605,12 @@ class UploadService:
         (the multipart upload and its parts; a half-stored direct upload). When the store
         fails, the sweeper retries later; `strict` also raises 503 to the caller."""
         try:
-            if doc.get("kind") == _CHUNKED:
-                if doc.get("multipart_id"):
-                    await self._objects.abort_multipart(doc["source_key"], doc["multipart_id"])
-            else:
-                await self._objects.delete(doc["source_key"])
+            if doc.get("kind") == _CHUNKED and doc.get("multipart_id"):
+                await self._objects.abort_multipart(doc["source_key"], doc["multipart_id"])
+            # An ended upload never registered a video, so an object at its key (a direct
+            # upload's half, or a chunked one assembled by a complete that then went back to
+            # open) is nobody's.
+            await self._objects.delete(doc["source_key"])
         except ObjectsError as exc:
             log.warning("cleanup_failed", upload_id=doc["_id"], error=str(exc))
             if strict:
@@ -758,31 +759,14 @@ class UploadService:
             raise _incomplete(missing)
         key, multipart_id = doc["source_key"], doc["multipart_id"]
         try:
-            try:
-                stored = await self._objects.list_parts(key, multipart_id)
-            except MultipartNotFound:
-                info = await self._assembled_object(doc)
+            # The key is this upload's alone and only `complete` writes it: an object there is
+            # what a previous attempt assembled before it crashed (perhaps while storage was
+            # still removing the parts, which must not read as parts lost).
+            info = await self._existing_object(key)
+            if info is None:
+                info = await self._complete_parts(doc)
             else:
-                bad = self._mismatched(doc, stored)
-                if bad:
-                    await self._reopen(doc, drop=bad)
-                    raise _incomplete(bad, "their stored parts were lost or replaced")
-                # The versions storage kept (each one the client was told was received).
-                kept = {p.part_number: p.etag for p in stored}
-                parts = [
-                    PartInfo(i + 1, kept[i + 1], chunk_length(doc, i))
-                    for i in range(int(doc["total_chunks"]))
-                ]
-                try:
-                    info = await self._objects.complete_multipart(key, multipart_id, parts)
-                except MultipartNotFound:
-                    # Completed by another call for this upload that ran at the same time.
-                    info = await self._assembled_object(doc)
-                except InvalidPart:
-                    # A chunk was re-sent with other bytes while we were checking.
-                    bad = self._mismatched(doc, await self._objects.list_parts(key, multipart_id))
-                    await self._reopen(doc, drop=bad)
-                    raise _incomplete(bad, "their stored parts were replaced") from None
+                await self._drop_parts(key, multipart_id)
             if info.size != int(doc["size"]):
                 log.error("assembled_size_wrong", upload_id=doc["_id"], size=info.size)
                 raise InternalError()
@@ -805,6 +789,50 @@ class UploadService:
             unset_fields=("parts",),
         )
         return assembled if assembled is not None else await self._reload(doc)
+
+    async def _complete_parts(self, doc: Doc) -> ObjectInfo:
+        """Returns the object the store made of the upload's parts, after checking that each
+        stored part is a version the client was told was received (else back to open, 409)."""
+        key, multipart_id = doc["source_key"], doc["multipart_id"]
+        try:
+            stored = await self._objects.list_parts(key, multipart_id)
+        except MultipartNotFound:
+            return await self._assembled_object(doc)
+        bad = self._mismatched(doc, stored)
+        if bad:
+            await self._reopen(doc, drop=bad)
+            raise _incomplete(bad, "their stored parts were lost or replaced")
+        # The versions storage kept (each one the client was told was received).
+        kept = {p.part_number: p.etag for p in stored}
+        parts = [
+            PartInfo(i + 1, kept[i + 1], chunk_length(doc, i))
+            for i in range(int(doc["total_chunks"]))
+        ]
+        try:
+            return await self._objects.complete_multipart(key, multipart_id, parts)
+        except MultipartNotFound:
+            # Completed by another call for this upload that ran at the same time.
+            return await self._assembled_object(doc)
+        except InvalidPart:
+            # A chunk was re-sent with other bytes while we were checking.
+            bad = self._mismatched(doc, await self._objects.list_parts(key, multipart_id))
+            await self._reopen(doc, drop=bad)
+            raise _incomplete(bad, "their stored parts were replaced") from None
+
+    async def _existing_object(self, key: str) -> ObjectInfo | None:
+        try:
+            return await self._objects.stat(key)
+        except ObjectNotFound:
+            return None
+
+    async def _drop_parts(self, key: str, multipart_id: str) -> None:
+        """Removes what is left of a completed multipart upload (best effort: the sweeper's
+        cleanup of abandoned uploads does not see it, but nothing reads it either)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._objects.abort_multipart(key, multipart_id)
+            except ObjectsError as exc:
+                log.warning("cleanup_failed", step="complete", error=str(exc))
 
     async def _assembled_object(self, doc: Doc) -> ObjectInfo:
         """Returns the object a previous attempt completed (its multipart upload is gone).

@@ -6,6 +6,7 @@ Layout under the root:
     .avc/meta/<key>                  sidecar JSON: etag, content type, the data file's fingerprint
     .avc/multipart/<upload_id>/      upload.json, the staged parts (layout: local_parts)
     .avc/tmp/                        temp files, renamed into place once complete and fsynced
+    .avc/trash/                      staging dirs of completed/aborted uploads, being removed
 
 Keys are files, so unlike S3 `a` and `a/b` cannot both exist: the second put raises InvalidKey.
 """
@@ -109,6 +110,12 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+FaultHook = Callable[[str], None]
+"""Called with the name of each durable step of publishing an object and of dropping a staging
+dir (`LocalObjectStore.fault_hook`); tests raise or kill the process there to check that every
+crash point leaves a state a retry finishes from."""
 
 
 def _prune(directory: str, stop: str) -> None:
@@ -238,11 +245,14 @@ class LocalObjectStore(ObjectStore):
         self._meta_root = os.path.join(self._internal, "meta")
         self._mp_root = os.path.join(self._internal, "multipart")
         self._tmp_root = os.path.join(self._internal, "tmp")
+        self._trash_root = os.path.join(self._internal, "trash")
         self._make_internal_dirs()
         # Serialises the rename pairs (sidecar + data) and directory pruning within this process.
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(max_threads)
         self._prefixes = PrefixHashes()
+        self.fault_hook: FaultHook | None = None
+        """Tests only: see FaultHook."""
 
     @property
     def root(self) -> str:
@@ -264,13 +274,25 @@ class LocalObjectStore(ObjectStore):
     async def start(self) -> None:
         await self._run(self._make_internal_dirs)
         await self._run(self._sweep_tmp)
+        await self._run(self._sweep_trash)
 
     async def ping(self) -> None:
         await self._run(self._sync_ping)
 
     def _make_internal_dirs(self) -> None:
-        for directory in (self._root, self._meta_root, self._mp_root, self._tmp_root):
+        for directory in (
+            self._root,
+            self._meta_root,
+            self._mp_root,
+            self._tmp_root,
+            self._trash_root,
+        ):
             os.makedirs(directory, exist_ok=True)
+
+    def _step(self, name: str) -> None:
+        hook = self.fault_hook
+        if hook is not None:
+            hook(name)
 
     def _sweep_tmp(self) -> None:
         # Only old leftovers: another process sharing the root may be writing the young ones.
@@ -280,6 +302,37 @@ class LocalObjectStore(ObjectStore):
                 with contextlib.suppress(OSError):
                     if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                         os.unlink(entry.path)
+
+    def _sweep_trash(self) -> None:
+        # Everything in the trash is garbage (a process died while removing it); another
+        # process removing the same dir at once only makes some unlinks find nothing.
+        with os.scandir(self._trash_root) as entries:
+            for entry in entries:
+                self._remove_dir(entry.path)
+
+    def _remove_dir(self, directory: str) -> None:
+        """Removes a dir of the trash, one entry at a time (a step each, for the fault hook)."""
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError:
+            names = None
+        if names is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory)
+            return
+        for name in sorted(names):
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                self._remove_dir(path)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._step("drop:unlinked")
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(directory)
+        self._step("drop:removed")
 
     def _sync_ping(self) -> None:
         for directory in (self._root, self._tmp_root):
@@ -474,6 +527,7 @@ class LocalObjectStore(ObjectStore):
                     ) from None
                 # Sidecar first: a brand-new object is never visible without its sidecar.
                 os.replace(sidecar, meta_path)
+                self._step("publish:sidecar")
                 os.replace(path, data_path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -481,6 +535,7 @@ class LocalObjectStore(ObjectStore):
             raise
         _fsync_dir(os.path.dirname(meta_path))
         _fsync_dir(os.path.dirname(data_path))
+        self._step("publish:data")
         return ObjectInfo(key, st.st_size, etag, content_type, _mtime(st), sha256)
 
     async def _fill(self, tmp: _Sink, data: ByteSource, size: int | None) -> None:
@@ -670,9 +725,19 @@ class LocalObjectStore(ObjectStore):
         return [PartInfo(n, p.etag, p.size) for n, p in sorted(found.items())]
 
     def _sync_drop_upload(self, directory: str) -> None:
+        """Drops a staging dir all at once: it is renamed into the trash (atomic), then emptied.
+        Removing it in place could leave half of its part records behind after a crash, which
+        a retried `complete` would read as parts lost instead of finding the object."""
         self._prefixes.forget(directory)
+        trash = os.path.join(self._trash_root, f"{os.path.basename(directory)}.{uuid.uuid4().hex}")
         with self._lock:  # not while a part is being renamed in
-            shutil.rmtree(directory, ignore_errors=True)
+            try:
+                os.rename(directory, trash)
+            except FileNotFoundError:
+                return  # dropped by another call
+        _fsync_dir(self._mp_root)
+        self._step("drop:renamed")
+        self._remove_dir(trash)
 
     def _sync_abort(self, key: str, upload_id: str) -> None:
         try:
