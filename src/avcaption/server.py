@@ -28,6 +28,10 @@ def serve(app: ASGIApp, *, host: str, port: int, access_log: bool = True) -> Non
         log_config=None,
         access_log=access_log,
         server_header=False,
+        # Who the client is stays our decision (AVC_TRUST_FORWARDED_FOR, read where the IP is
+        # used): uvicorn's own proxy_headers would trust X-Forwarded-For/-Proto from 127.0.0.1
+        # (FORWARDED_ALLOW_IPS) whatever that setting says.
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     server = uvicorn.Server(config)
