@@ -278,7 +278,7 @@ class AsyncClient:
                 upload_id=plan.upload_id,
                 chunks_sent=sent,
                 resumed=plan.resumed,
-                restarted=restarted,
+                restarted=restarted or plan.restarted,
             )
         raise AvcError(f"{source}: the upload kept expiring; giving up")
 
@@ -287,6 +287,7 @@ class AsyncClient:
     ) -> up.ChunkPlan:
         """Resumes the stored upload when the server still has it, else starts one."""
         state = up.load_state(state_file) if resume else None
+        restarted = state is not None
         if state is not None and state.matches(source, self.api_url):
             try:
                 status = await self.get_upload(state.upload_id)
@@ -315,7 +316,13 @@ class AsyncClient:
         await asyncio.to_thread(up.save_state, state_file, state)
         missing = list(range(init.total_chunks))
         return up.ChunkPlan(
-            init.upload_id, init.chunk_size, init.total_chunks, missing, False, state_file
+            init.upload_id,
+            init.chunk_size,
+            init.total_chunks,
+            missing,
+            False,
+            state_file,
+            restarted=restarted,
         )
 
     async def _send_chunks(

@@ -272,7 +272,7 @@ class Client:
                 upload_id=plan.upload_id,
                 chunks_sent=sent,
                 resumed=plan.resumed,
-                restarted=restarted,
+                restarted=restarted or plan.restarted,
             )
         raise AvcError(f"{source}: the upload kept expiring; giving up")
 
@@ -281,6 +281,7 @@ class Client:
     ) -> up.ChunkPlan:
         """Resumes the stored upload when the server still has it, else starts one."""
         state = up.load_state(state_file) if resume else None
+        restarted = state is not None
         if state is not None and state.matches(source, self.api_url):
             try:
                 status = self.get_upload(state.upload_id)
@@ -309,7 +310,13 @@ class Client:
         up.save_state(state_file, state)
         missing = list(range(init.total_chunks))
         return up.ChunkPlan(
-            init.upload_id, init.chunk_size, init.total_chunks, missing, False, state_file
+            init.upload_id,
+            init.chunk_size,
+            init.total_chunks,
+            missing,
+            False,
+            state_file,
+            restarted=restarted,
         )
 
     def _send_chunks(

@@ -167,6 +167,8 @@ class ChunkPlan:
     resumed: bool
     state_file: Path
     completed_video: str | None = None
+    restarted: bool = False
+    """A stored upload was found but could not be resumed (expired, aborted, file changed)."""
 
 
 @dataclass

@@ -1,0 +1,3 @@
+from avcaption_client.cli import main
+
+main()
