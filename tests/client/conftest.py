@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.e2e.harness import PASSWORD, Component, Stack, base_env, running_stack
 
 MIB = 1024 * 1024

@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-
-from avcaption_client.uploads import state_path
 from tests.client.conftest import (
     MIB,
     Account,
@@ -24,6 +22,8 @@ from tests.client.conftest import (
     run_avc,
     sha256_of,
 )
+
+from avcaption_client.uploads import state_path
 
 
 def upload_status(server: Server, account: Account, upload_id: str) -> dict[str, object]:
@@ -64,7 +64,8 @@ def test_sigkilled_upload_resumes_with_only_the_missing_chunks(
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)
-        assert first.stdout is not None and first.stderr is not None
+        assert first.stdout is not None
+        assert first.stderr is not None
         first.stdout.close()
         first.stderr.close()
     assert first.returncode == -signal.SIGKILL

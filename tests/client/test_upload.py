@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.client.conftest import MIB, Account, Server, random_file, sha256_of
+from tests.support.videos import make_video
 
 from avcaption_client import AsyncClient, Client, UploadProgress
 from avcaption_client.errors import ChecksumMismatchError
 from avcaption_client.uploads import state_path
-from tests.client.conftest import MIB, Account, Server, random_file, sha256_of
-from tests.support.videos import make_video
 
 
 class CountingTransport(httpx.AsyncHTTPTransport):
