@@ -388,7 +388,7 @@ async def test_init_validation(harness: Harness) -> None:
 
     assert_error(await init(b"{not json"), 400, "bad_request")
     assert_error(await init(b""), 400, "bad_request")
-    assert_error(await init(b"[1, 2]"), 400, "bad_request")
+    assert_error(await init(b"[1, 2]"), 422, "validation_error")
     assert_error(await init(b"{" + b" " * 70_000 + b"}"), 413, "payload_too_large")
 
     bad_complete = await harness.client.post(

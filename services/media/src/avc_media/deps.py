@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from avc_common.errors import BadRequest, ValidationFailed
 from avc_common.internal_auth import INTERNAL_TOKEN_HEADER, Caller, require_caller
-from avc_common.web.body import read_raw_body
+from avc_common.web.body import parse_body
 from avc_media.service import MediaContext
 
 M = TypeVar("M", bound=BaseModel)
@@ -41,28 +38,12 @@ Context = Annotated[MediaContext, Depends(get_context)]
 
 
 def json_body(model: type[M], *, optional: bool = False) -> Callable[[Request], Awaitable[M]]:
-    """Returns a dependency parsing the request body as JSON into `model`, whatever the
-    Content-Type says (`curl -d` sends form-urlencoded; see `avc_common.web.body`). An empty
-    body is `{}` when `optional`. 400 not JSON, 413 over 64 KiB, 422 `validation_error`."""
+    """Returns a dependency parsing the request body as JSON into `model` with the common
+    reader (`avc_common.web.body.parse_body`: whatever the Content-Type says; an empty body is
+    `{}` when `optional`; 400 not JSON, 413 over 64 KiB, 422 `validation_error`)."""
 
     async def parse(request: Request) -> M:
-        raw = await read_raw_body(request)
-        if not raw.strip():
-            if not optional:
-                raise BadRequest("A JSON body is required.")
-            raw = b"{}"
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("The request body is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise ValidationFailed("The request body must be a JSON object.")
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            # Rendered by the common handler: `details.errors` as for FastAPI's own bodies.
-            errors = [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]
-            raise RequestValidationError(errors) from None
+        return await parse_body(request, model, optional=optional)
 
     return parse
 

@@ -49,7 +49,6 @@ and is hashed while it streams in, on every adapter.
 from __future__ import annotations
 
 import hashlib
-import json
 import mimetypes
 import re
 import unicodedata
@@ -62,7 +61,7 @@ from typing import Any, Final
 import anyio
 
 from avc_common.bus import Bus, BusError
-from avc_common.errors import AppError, BadRequest, InternalError, ValidationFailed
+from avc_common.errors import AppError, InternalError, ValidationFailed
 from avc_common.events import Event, VideoUploaded, video_uploaded_event_id
 from avc_common.ids import is_id, new_id
 from avc_common.internal_auth import Caller
@@ -79,6 +78,7 @@ from avc_common.objects import (
 )
 from avc_common.objects.base import normalize_etag
 from avc_common.timeutil import ensure_utc, utcnow
+from avc_common.web.body import parse_json_object
 from avc_upload.config import MIB, UploadSettings
 from avc_upload.errors import (
     ChecksumMismatch,
@@ -228,19 +228,6 @@ def check_size(value: Any, *, max_bytes: int) -> int:
             details={"max_bytes": max_bytes},
         )
     return value
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Returns the JSON object in `body` (whatever the request's Content-Type said)."""
-    if not body.strip():
-        raise BadRequest("The request body must be a JSON object.")
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadRequest("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    return data
 
 
 def parse_chunk_headers(
