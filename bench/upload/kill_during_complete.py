@@ -286,9 +286,18 @@ async def main() -> int:
     outcomes = []
     root = Path(tempfile.mkdtemp(prefix="avc-kill-complete-"))
     try:
+        step_runs = 0
         for run in range(args.runs):
             resend = run % 2 == 1
-            kill_at = 0 if run % 5 == 4 else 1 + (run * 3) % (steps + (1 if resend else 0))
+            kill_at = 0
+            if run % 5 != 4:
+                total = steps + (1 if resend else 0)
+                # The named steps first (sidecar, data, renamed away, removed), then spread.
+                named = [1, 2, 3, total]
+                rest = list(range(4, total))
+                j = step_runs - len(named)
+                kill_at = named[step_runs] if j < 0 else rest[(j * 5) % len(rest)]
+                step_runs += 1
             work = root / f"run-{run}"
             work.mkdir()
             outcome = await one_run(work, media, media_url, data, args.chunks, kill_at, resend)

@@ -40,7 +40,8 @@ class EndpointCreate(BaseModel):
 
 
 class EndpointUpdate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Like video PUT: a misspelt field is an error, not a silent no-op.
+    model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, min_length=1, max_length=MAX_URL)
     events: EventList | None = None

@@ -40,6 +40,8 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """`resolve(host, port)` -> the addresses (as text) the host name resolves to."""
 
 MAX_URL_LENGTH: Final = 2048
+MAX_PORT: Final = 65535
+MIN_UNPRIVILEGED_PORT: Final = 1024
 
 _V4: Final[tuple[tuple[str, str], ...]] = (
     ("0.0.0.0/8", "unspecified"),
@@ -168,7 +170,20 @@ class UrlPolicy:
             raise UrlRefused("The URL has no host.", reason="url")
         if url.userinfo:
             raise UrlRefused("Webhook URLs must not contain credentials.", reason="url")
+        self._check_port(url.port)
         return url
+
+    def _check_port(self, port: int | None) -> None:
+        """Raises UrlRefused for a port that is not 443 or 1024-65535 (system ports below 1024
+        are where internal services listen: SSH, SMTP, ...); any valid one when insecure."""
+        if port is None:
+            return  # the scheme's own: 443 (https), or 80 (http, only allowed when insecure)
+        if not 0 < port <= MAX_PORT:
+            raise UrlRefused(f"The URL's port {port} is not a valid port.", reason="port")
+        if port != 443 and port < MIN_UNPRIVILEGED_PORT and not self.allow_insecure:
+            raise UrlRefused(
+                f"Webhook URLs may use port 443 or 1024-65535, not {port}.", reason="port"
+            )
 
     def refusal(self, address: IPAddress) -> str | None:
         """Returns why this policy refuses `address`, or None."""
