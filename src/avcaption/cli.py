@@ -77,6 +77,7 @@ def serve(
     # Imported here: `avcaption version` and `--help` need none of the server stack.
     from avc_common.config import Settings
     from avc_common.logging import configure_logging, get_logger
+    from avcaption.http_protocol import ConnectionLimits
     from avcaption.server import serve as run_server
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
@@ -113,7 +114,19 @@ def serve(
         component = COMPONENTS[target].create(settings)
     except ValidationError as exc:
         raise typer.BadParameter(_settings_problems(exc)) from None
-    run_server(component, host=settings.host, port=settings.port, access_log=settings.access_log)
+    limits = ConnectionLimits(
+        max_head_bytes=settings.max_request_head_bytes,
+        header_timeout=settings.header_read_timeout,
+        body_timeout=settings.body_read_timeout,
+        max_connections=settings.max_connections,
+    )
+    run_server(
+        component,
+        host=settings.host,
+        port=settings.port,
+        access_log=settings.access_log,
+        limits=limits,
+    )
     log.info("stopped", target=target)
 
 

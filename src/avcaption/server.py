@@ -11,18 +11,45 @@ from typing import Final
 import uvicorn
 from starlette.types import ASGIApp
 
+from avcaption.http_protocol import BoundedHttpToolsProtocol, ConnectionLimits
+
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 # Under Kubernetes' default 30 s termination grace period.
 GRACEFUL_SHUTDOWN_SECONDS: Final = 25
 
 
-def serve(app: ASGIApp, *, host: str, port: int, access_log: bool = True) -> None:
+def serve(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    access_log: bool = True,
+    limits: ConnectionLimits | None = None,
+) -> None:
     """Serves `app` on host:port; returns after a clean shutdown (SIGINT or SIGTERM).
     `access_log=False` leaves out uvicorn's line per request."""
-    config = uvicorn.Config(
+    server = uvicorn.Server(
+        server_config(app, host=host, port=port, access_log=access_log, limits=limits)
+    )
+    with _stop_signals_end_cleanly(server):
+        server.run()
+
+
+def server_config(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    access_log: bool = True,
+    limits: ConnectionLimits | None = None,
+) -> uvicorn.Config:
+    """Returns the uvicorn configuration `serve` runs with (tests run it in-process)."""
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
+        # uvicorn's httptools protocol plus bounds on head size, read times and connections.
+        http=BoundedHttpToolsProtocol.with_limits(limits or ConnectionLimits()),
         lifespan="on",
         # Logging is ours (avc_common.logging): uvicorn's records go through the same formatter.
         log_config=None,
@@ -34,9 +61,6 @@ def serve(app: ASGIApp, *, host: str, port: int, access_log: bool = True) -> Non
         proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    server = uvicorn.Server(config)
-    with _stop_signals_end_cleanly(server):
-        server.run()
 
 
 @contextmanager

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     # One `uvicorn.access` line per request (`avcaption serve`); off saves its cost per request.
     access_log: bool = True
 
+    # Bounds of every client connection of `avcaption serve` (avcaption.http_protocol): the
+    # request line + headers, the time to send them, the idle time while sending a body, and
+    # the open connections per process.
+    max_request_head_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
+    header_read_timeout: float = Field(default=10.0, gt=0)
+    body_read_timeout: float = Field(default=60.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+
     # Signs the gateway's per-request internal tokens; services verify with the same secret.
     internal_secret: SecretStr = SecretStr("")
 
