@@ -42,7 +42,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     ConsumerTag,
 )
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 log = logging.getLogger("event_subscriber")
@@ -81,7 +81,7 @@ class EnvelopeChecker:
 
     def __init__(self, document: dict[str, Any]) -> None:
         registry: Registry[Any] = Registry().with_resource(
-            _DOC_URI, Resource(contents=document, specification=DRAFT7)
+            _DOC_URI, DRAFT7.create_resource(document)
         )
 
         def validator(ref: str) -> jsonschema.Draft7Validator:

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT7
 
 from avc_common.asyncapi import build_document, envelope_schema_name, message_key, render_yaml
@@ -75,9 +75,7 @@ def committed() -> dict[str, Any]:
 def validator(document: dict[str, Any], schema_name: str) -> jsonschema.Draft7Validator:
     """Returns a validator of `components.schemas.<schema_name>`, references resolved in the
     document itself."""
-    registry: Registry[Any] = Registry().with_resource(
-        DOC_URI, Resource(contents=document, specification=DRAFT7)
-    )
+    registry: Registry[Any] = Registry().with_resource(DOC_URI, DRAFT7.create_resource(document))
     return jsonschema.Draft7Validator(
         {"$ref": f"{DOC_URI}#/components/schemas/{schema_name}"}, registry=registry
     )

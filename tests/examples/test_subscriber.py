@@ -33,7 +33,7 @@ from examples.subscriber.event_subscriber import (
     SeenIds,
     Subscriber,
 )
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT7
 from tests.e2e.harness import AMQP_URL, Stack, amqp_problem, running_stack
 from tests.support.videos import make_video
@@ -161,9 +161,7 @@ def webhook_body_validator() -> jsonschema.Draft7Validator:
     """Returns a validator of the committed contract's `WebhookBody` schema."""
     document = yaml.safe_load(DEFAULT_CONTRACT.read_text(encoding="utf-8"))
     uri = "urn:avcaption:asyncapi"
-    registry: Registry[Any] = Registry().with_resource(
-        uri, Resource(contents=document, specification=DRAFT7)
-    )
+    registry: Registry[Any] = Registry().with_resource(uri, DRAFT7.create_resource(document))
     return jsonschema.Draft7Validator(
         {"$ref": f"{uri}#/components/schemas/WebhookBody"}, registry=registry
     )
