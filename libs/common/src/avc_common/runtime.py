@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from avc_common.bus import Bus, open_bus
 from avc_common.documents import DocumentDatabase, open_documents
 from avc_common.objects import ObjectStore, open_objects
+from avc_common.private_paths import PRIVATE_DIR, tighten
 from avc_common.ratelimit import RateLimiter, open_ratelimiter
 from avc_common.service_client import ServiceClients
 from avc_common.web import Lifespan, add_readiness_check
@@ -30,6 +31,10 @@ class Adapters:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The data dir holds the databases, stored objects and generated secrets: 0700 even if
+        # it was made by hand or by an earlier version (the sqlite and file adapters make their
+        # own folders private too, wherever they are configured).
+        tighten(settings.resolved_data_dir, PRIVATE_DIR)
         self._lock = asyncio.Lock()
         self._documents: dict[str, DocumentDatabase] = {}
         self._objects: ObjectStore | None = None

@@ -76,6 +76,7 @@ from avc_common.objects.local_prefix_hash import (
     finish_sha256,
     hash_range,
 )
+from avc_common.private_paths import private_dir
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -239,7 +240,7 @@ class LocalObjectStore(ObjectStore):
 
     def __init__(self, root: str | os.PathLike[str], *, max_threads: int = 16) -> None:
         path = os.path.abspath(os.fspath(root))
-        os.makedirs(path, exist_ok=True)
+        private_dir(path)  # users' videos: this user's alone (0700)
         self._root = os.path.realpath(path)
         self._internal = os.path.join(self._root, RESERVED_SEGMENT)
         self._meta_root = os.path.join(self._internal, "meta")
@@ -282,12 +283,13 @@ class LocalObjectStore(ObjectStore):
     def _make_internal_dirs(self) -> None:
         for directory in (
             self._root,
+            self._internal,
             self._meta_root,
             self._mp_root,
             self._tmp_root,
             self._trash_root,
         ):
-            os.makedirs(directory, exist_ok=True)
+            private_dir(directory)
 
     def _step(self, name: str) -> None:
         hook = self.fault_hook

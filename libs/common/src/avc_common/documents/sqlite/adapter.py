@@ -59,6 +59,7 @@ from avc_common.documents.sqlite.query import (
     field,
 )
 from avc_common.documents.sqlite.update import apply_update
+from avc_common.private_paths import PRIVATE_FILE, private_dir, private_file, tighten
 from avc_common.timeutil import utcnow
 
 T = TypeVar("T")
@@ -85,22 +86,38 @@ def _with_id_first(doc: dict[str, Any], doc_id: Any) -> dict[str, Any]:
 async def open_sqlite_database(
     folder: Path, name: str, *, ttl_sweep_seconds: float | None = None
 ) -> SqliteDatabase:
-    """Returns the database `<folder>/<name>.db` (folder and file created when missing)."""
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    """Returns the database `<folder>/<name>.db` (folder and file created when missing).
+
+    The folder is 0700 and the database 0600 (SQLite gives its -wal and -shm files the
+    database's mode): they hold account data and, for webhooks, signing secrets."""
     sweep = ttl_sweep_seconds if ttl_sweep_seconds else float(os.environ.get(SWEEP_ENV, "60"))
     if sweep <= 0:
         raise ValueError("the TTL sweep interval must be positive")
     path = folder / f"{name}.db"
+    await asyncio.to_thread(_private_database, folder, path)
     conn = await aiosqlite.connect(path, isolation_level=None)
     db = SqliteDatabase(conn, sweep_seconds=sweep)
     try:
         await db.setup()
+        await asyncio.to_thread(_private_sidecars, path)
         # After setup: WAL mode is on, so this reader never blocks the writer.
         db.attach_reader(LoopReader(path))
     except BaseException:
         await db.close()
         raise
     return db
+
+
+def _private_database(folder: Path, path: Path) -> None:
+    private_dir(folder)
+    private_file(path)
+    _private_sidecars(path)
+
+
+def _private_sidecars(path: Path) -> None:
+    # Made 0600 by SQLite from the database's mode; older ones may be 0644.
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(f"{path}{suffix}", PRIVATE_FILE)
 
 
 class SqliteDatabase(DocumentDatabase):
