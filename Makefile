@@ -74,3 +74,11 @@ bench-gateway: setup
 FUZZ_ARGS ?=
 fuzz: setup
 	$(BIN)/python -m tests.e2e.fuzz $(FUZZ_ARGS)
+
+.PHONY: asyncapi
+
+# The AsyncAPI document of the bus events, generated from avc_common.events (docs/events.md);
+# tests/events fails until the committed copy matches the code.
+asyncapi: setup
+	$(BIN)/python -m avc_common.asyncapi > docs/asyncapi.yaml.tmp
+	mv docs/asyncapi.yaml.tmp docs/asyncapi.yaml
