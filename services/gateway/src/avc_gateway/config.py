@@ -34,11 +34,16 @@ class GatewaySettings(BaseSettings):
     stats_rate_limit_per_minute: int = Field(default=60, ge=1)
     public_rate_limit_per_minute: int = Field(default=1200, ge=1)
     login_rate_limit_per_minute: int = Field(default=10, ge=1)
+    # Every login attempt from one client IP, whatever the email: guessing across many
+    # accounts (one password each) is capped too.
+    login_ip_rate_limit_per_minute: int = Field(default=60, ge=1)
     # Client IP from X-Forwarded-For only behind a proxy that sets it; otherwise anyone could
     # pick their own IP and escape the per-IP limits.
     trust_forwarded_for: bool = False
 
     last_used_flush_seconds: float = Field(default=60.0, gt=0)
+    # Active (unrevoked) API keys one account may hold.
+    max_api_keys_per_account: int = Field(default=20, ge=1)
 
     # argon2id cost (argon2-cffi's defaults, RFC 9106's second recommendation).
     password_hash_time_cost: int = Field(default=3, ge=1)

@@ -5,7 +5,8 @@ What is counted against what:
 - read / write / upload / stats: the API key, or the account for JWT sessions
   (`Principal.rate_limit_key`), at the account's override or the configured default;
 - public (`/embed`, `/play`): the client IP;
-- login: the client IP and the lower-cased email together, whatever the outcome (brute force);
+- login: the client IP and the lower-cased email together, whatever the outcome (brute force),
+  and the client IP alone (guessing one password across many accounts);
 - none (chunk uploads): nothing.
 The state is `app.state.ratelimiter` (Redis in production), so replicas share one budget.
 """
@@ -83,6 +84,14 @@ class RateLimits:
         if subject is None:
             return None
         decision = await self.limiter.hit(subject.scope, subject.key, per_minute=subject.per_minute)
+        if rate_class == "login":
+            # Beside per IP + email: every attempt from the IP, whatever the email. Both are
+            # counted; the client is told about the stricter one.
+            ip = client_ip(request, trust_forwarded_for=self.settings.trust_forwarded_for)
+            per_ip = await self.limiter.hit(
+                "login_ip", ip, per_minute=self.settings.login_ip_rate_limit_per_minute
+            )
+            decision = _stricter(decision, per_ip)
         setattr(request.state, STATE_KEY, decision)
         if not decision.allowed:
             if self.metrics is not None:
@@ -120,6 +129,15 @@ class RateLimits:
         if account is not None:
             per_minute = account.rate_limits.get(rate_class, per_minute)
         return Subject(rate_class, principal.rate_limit_key, per_minute)
+
+
+def _stricter(a: RateLimitDecision, b: RateLimitDecision) -> RateLimitDecision:
+    """Returns the decision to report of two budgets spent by one request: a refusal (the
+    longer wait), else the one with fewer requests left."""
+    if not a.allowed or not b.allowed:
+        refused = [d for d in (a, b) if not d.allowed]
+        return max(refused, key=lambda d: d.retry_after)
+    return a if a.remaining <= b.remaining else b
 
 
 async def _login_email(request: Request) -> str:

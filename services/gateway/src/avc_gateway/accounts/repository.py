@@ -156,6 +156,10 @@ class ApiKeyRepository:
         )
         return [ApiKey.from_doc(doc) for doc in docs]
 
+    async def count_active(self, account_id: str) -> int:
+        """Returns how many unrevoked keys the account has."""
+        return await self._col.count({"account_id": account_id, "revoked_at": None})
+
     async def revoke(self, account_id: str, key_id: str, *, at: datetime) -> bool:
         """Returns whether one of the account's active keys was revoked."""
         result = await self._col.update_one(

@@ -32,7 +32,7 @@ from avc_gateway.accounts.schemas import (
     RateLimits,
     TokenResponse,
 )
-from avc_gateway.accounts.service import AccountNotFound, InvalidCredentials
+from avc_gateway.accounts.service import AccountNotFound, ApiKeyLimitReached, InvalidCredentials
 from avc_gateway.accounts.tokens import InvalidToken, TokenExpired
 from avc_gateway.auth import JwtRequired
 from avc_gateway.gatekeeper import Admitted, Authenticated, CurrentIdentity
@@ -87,7 +87,12 @@ async def get_account(principal: Authenticated, identity: CurrentIdentity) -> Ac
     summary="Create an API key (dashboard sessions only); the key is shown this once",
     openapi_extra=body_schema(ApiKeyCreate),
     responses=error_responses(
-        *_AUTH_ERRORS, JwtRequired, BadRequest, PayloadTooLarge, ValidationFailed
+        *_AUTH_ERRORS,
+        JwtRequired,
+        BadRequest,
+        ApiKeyLimitReached,
+        PayloadTooLarge,
+        ValidationFailed,
     ),
 )
 async def create_api_key(

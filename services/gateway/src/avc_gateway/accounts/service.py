@@ -39,6 +39,11 @@ class EmailTaken(Conflict):
     default_message: ClassVar[str] = "An account with this email already exists."
 
 
+class ApiKeyLimitReached(Conflict):
+    code: ClassVar[str] = "api_key_limit_reached"
+    default_message: ClassVar[str] = "The account holds as many API keys as it may."
+
+
 class AccountNotFound(NotFound):
     default_message: ClassVar[str] = "No account has this email."
 
@@ -202,6 +207,13 @@ class Identity:
         name = name.strip()
         if not 1 <= len(name) <= 100:
             raise ValidationFailed("An API key name is 1 to 100 characters.")
+        # Checked, then inserted: concurrent creations may pass the cap by a few, which is
+        # all right for a bound against unbounded growth.
+        cap = self.settings.max_api_keys_per_account
+        if await self.api_keys.count_active(account_id) >= cap:
+            raise ApiKeyLimitReached(
+                f"An account may hold at most {cap} API keys; revoke one to make room."
+            )
         key = new_api_key()
         record = ApiKey(
             id=new_id("key"),
