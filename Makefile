@@ -82,3 +82,25 @@ fuzz: setup
 asyncapi: setup
 	$(BIN)/python -m avc_common.asyncapi > docs/asyncapi.yaml.tmp
 	mv docs/asyncapi.yaml.tmp docs/asyncapi.yaml
+
+.PHONY: deploy-tools lock-deploy-tools reliability
+
+# checkov (tests/deploy) pins versions that clash with the application's, so it gets its own
+# virtualenv from its own hashed lock; `.ci/run` installs it, tests/deploy skips its checks
+# (saying so) where it is missing.
+CHECKOV_VENV := $(VENV)/tools/checkov
+deploy-tools: setup $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: deploy/tools/checkov.lock
+	$(UV) venv --allow-existing --python $(PYTHON) $(CHECKOV_VENV)
+	$(UV) pip sync --python $(CHECKOV_VENV)/bin/python --require-hashes deploy/tools/checkov.lock
+	@touch $@
+
+lock-deploy-tools:
+	$(UV) pip compile --python-version 3.11 --generate-hashes --no-header --no-annotate \
+	  deploy/tools/checkov.in -o deploy/tools/checkov.lock
+
+# Whole-system fault tests alone (they also run in `make test`): every target as its own
+# process over the local RabbitMQ and Redis, S3 on moto; see tests/reliability.
+reliability: setup
+	$(BIN)/pytest -rs tests/reliability $(PYTEST_ARGS)
