@@ -310,7 +310,8 @@ class LocalObjectStore(ObjectStore):
         # process removing the same dir at once only makes some unlinks find nothing.
         with os.scandir(self._trash_root) as entries:
             for entry in entries:
-                self._remove_dir(entry.path)
+                with contextlib.suppress(OSError):
+                    self._remove_dir(entry.path)
 
     def _remove_dir(self, directory: str) -> None:
         """Removes a dir of the trash, one entry at a time (a step each, for the fault hook)."""
@@ -333,7 +334,7 @@ class LocalObjectStore(ObjectStore):
                 os.unlink(path)
             self._step("drop:unlinked")
         with contextlib.suppress(FileNotFoundError):
-            os.rmdir(directory)
+            os.rmdir(directory)  # ENOTEMPTY if another process is sweeping it: see callers
         self._step("drop:removed")
 
     def _sync_ping(self) -> None:
@@ -739,7 +740,9 @@ class LocalObjectStore(ObjectStore):
                 return  # dropped by another call
         _fsync_dir(self._mp_root)
         self._step("drop:renamed")
-        self._remove_dir(trash)
+        # The upload is gone already: what a failure here leaves is removed at the next start.
+        with contextlib.suppress(OSError):
+            self._remove_dir(trash)
 
     def _sync_abort(self, key: str, upload_id: str) -> None:
         try:
