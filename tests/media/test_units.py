@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 from avc_media.domains import host_allowed, normalize_domain, request_host
 from avc_media.encoding.ffmpeg import find_binaries
 from avc_media.encoding.ladder import h264_level, plan_ladder
-from avc_media.encoding.probe import MediaInfo, parse_ffmpeg_dump, parse_ffprobe_json
+from avc_media.encoding.probe import parse_ffprobe_json
 from avc_media.errors import InvalidPlaybackToken, PlaybackTokenExpired
 from avc_media.playback import (
     ByteRange,
@@ -26,64 +26,8 @@ from avc_media.playback import (
 from avc_media.secrets_store import SecretsError, resolve_playback_secret
 from avc_media.settings import MediaSettings
 
-DUMP = """\
-ffmpeg version n9.0.2 Copyright (c) 2000-2026 the FFmpeg developers
-Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'phone.mov':
-  Metadata:
-    major_brand     : qt
-  Duration: 00:01:02.50, start: 0.000000, bitrate: 9000 kb/s
-  Stream #0:0[0x1](und): Video: mjpeg (Baseline), yuvj420p, 600x600, 90k tbr (attached pic)
-  Stream #0:1[0x2](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709, top first), \
-1920x1080 [SAR 1:1 DAR 16:9], 8000 kb/s, 29.97 fps, 29.97 tbr, 600 tbn (default)
-    Metadata:
-      handler_name    : Core Media Video
-    Side data:
-      Display Matrix: rotation of -90.00 degrees
-  [h264 @ 0x55] something logged in between
-  Stream #0:2[0x3](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s
-Stream mapping:
-  Stream #0:1 -> #0:0 (h264 (native) -> wrapped_avframe (native))
-Output #0, null, to 'pipe:':
-  Stream #0:0: Video: wrapped_avframe, yuv420p, 320x200, q=2-31, 200 kb/s, 25 fps
-"""
 
-
-def test_the_ffmpeg_dump_is_read_like_ffprobe_would() -> None:
-    info = parse_ffmpeg_dump(DUMP)
-    assert info == MediaInfo(
-        container="mov,mp4,m4a,3gp,3g2,mj2",
-        duration_seconds=62.5,
-        coded_width=1920,
-        coded_height=1080,
-        width=1080,  # rotated a quarter turn: displayed upright
-        height=1920,
-        fps=29.97,
-        video_codec="h264",
-        interlaced=True,
-        has_audio=True,
-        rotation=270,
-    )
-
-
-def test_dump_edge_cases() -> None:
-    assert parse_ffmpeg_dump("") is None
-    assert parse_ffmpeg_dump("garbage\nStream #0:0: Video: h264, 10x10\n") is None
-    audio_only = "Input #0, mp3, from 'a.mp3':\n  Duration: N/A\n  Stream #0:0: Audio: mp3\n"
-    assert parse_ffmpeg_dump(audio_only) is None
-    anamorphic = (
-        "Input #0, mpegts, from 'x.ts':\n  Duration: N/A, start: 1.4\n"
-        "  Stream #0:0[0x100]: Video: mpeg2video (Main) ([2][0][0][0] / 0x0002), yuv420p(tv), "
-        "720x576 [SAR 16:15 DAR 4:3], 25 fps, 25 tbr, 90k tbn\n"
-    )
-    info = parse_ffmpeg_dump(anamorphic)
-    assert info is not None
-    assert info.duration_seconds is None
-    assert (info.width, info.height) == (768, 576)
-    assert not info.has_audio
-    assert not info.interlaced
-
-
-def test_ffprobe_json_is_read_the_same_way() -> None:
+def test_ffprobe_json_is_read() -> None:
     data = {
         "streams": [
             {"codec_type": "video", "codec_name": "mjpeg", "width": 600, "height": 600,

@@ -1,8 +1,10 @@
-"""Which ffmpeg/ffprobe to run, and running them on untrusted input without blocking the loop.
+"""Which ffmpeg to run, and running it (and the `avprobe` child) on untrusted input without
+blocking the loop.
 
-Binaries: `AVC_MEDIA_FFMPEG_PATH` / `AVC_MEDIA_FFPROBE_PATH` when set; else the system's (on
-PATH); else the static ffmpeg shipped in the imageio-ffmpeg wheel, so a fresh machine needs no
-apt. That wheel has no ffprobe: probing then goes through ffmpeg itself (see `probe`).
+Binaries: `AVC_MEDIA_FFMPEG_PATH` when set; else the system's (on PATH); else the static ffmpeg
+shipped in the imageio-ffmpeg wheel, so a fresh machine needs no apt. No ffprobe is needed:
+stream facts come from PyAV's bundled libraries (see `probe` and `avprobe`); an ffprobe found
+(`AVC_MEDIA_FFPROBE_PATH`, PATH) is only logged at start.
 
 Every run is a subprocess awaited by asyncio (the event loop keeps serving heartbeats): stdin
 closed, a minimal environment (no proxy variables), its own session, killed when it runs past
@@ -44,6 +46,12 @@ INPUT_FORMATS: Final = (
     "asf",
     "mxf",
     "ogg",
+    # Sound-only formats: read only so that their owner hears "no video track", not "not a
+    # video file" (they hold no picture, so none is ever encoded).
+    "mp3",
+    "aac",
+    "wav",
+    "flac",
 )
 INPUT_GUARDS: Final = (
     "-protocol_whitelist",
@@ -63,7 +71,7 @@ _PR_SET_PDEATHSIG: Final = 1
 class Binaries:
     ffmpeg: str
     ffprobe: str | None
-    """None when there is no ffprobe: probing parses ffmpeg's own output instead."""
+    """Logged at start only: probing reads the streams through PyAV (`avprobe`)."""
 
 
 def find_binaries(settings: MediaSettings) -> Binaries:

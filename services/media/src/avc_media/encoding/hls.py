@@ -2,7 +2,9 @@
 
 One ffmpeg run decodes the source once and encodes every rung (`split` + `scale`), each rung
 its own HLS output (`<rung>/index.m3u8` + `<rung>/seg_00000.ts`…): H.264 High (capped CRF:
-`-crf` with `-maxrate`/`-bufsize`) and stereo AAC when the source has audio, keyframes forced
+`-crf` with `-maxrate`/`-bufsize`) at the plan's constant frame rate (the `fps` filter: frames
+of a variable-rate source are repeated or dropped onto that grid), HDR sources tone-mapped to
+SDR BT.709 (see `colour`), and stereo AAC from the plan's audio track, keyframes forced
 every 2 s with scene-cut keyframes off so every rung cuts its segments at the same instants,
 `-hls_time` 6 s (settable), VOD playlists with `#EXT-X-INDEPENDENT-SEGMENTS`.
 
@@ -19,7 +21,9 @@ from pathlib import Path
 from typing import Final
 
 from avc_media.encoding.ffmpeg import INPUT_GUARDS
-from avc_media.encoding.ladder import MAX_FPS, Rung
+from avc_media.encoding.framerate import rate_text
+from avc_media.encoding.ladder import Rung
+from avc_media.encoding.plan import EncodePlan
 from avc_media.encoding.probe import MediaInfo
 from avc_media.settings import MediaSettings
 
@@ -35,18 +39,25 @@ def encode_command(
     out_dir: Path,
     *,
     info: MediaInfo,
-    rungs: list[Rung],
+    plan: EncodePlan,
     settings: MediaSettings,
     pixel_cap: int,
 ) -> list[str]:
     """Returns the argv encoding `source` into one HLS rendition per rung under `out_dir`."""
+    rungs = plan.rungs
     pre = "yadif=deint=interlaced," if info.interlaced else ""
-    fps = f"fps={MAX_FPS:g}," if info.fps is not None and info.fps > MAX_FPS + 0.5 else ""
+    # The rate first: a 120 fps source is halved before the (costly) colour conversion.
+    fps = f"fps={rate_text(plan.rate)},"
+    colour = f"{plan.colour_filter}," if plan.colour_filter else ""
     labels = [f"s{i}" for i in range(len(rungs))]
-    graph = [f"[0:V:0]{pre}{fps}split={len(rungs)}" + "".join(f"[{label}]" for label in labels)]
+    graph = [
+        f"[0:V:0]{pre}{fps}{colour}split={len(rungs)}" + "".join(f"[{label}]" for label in labels)
+    ]
     for i, rung in enumerate(rungs):
         graph.append(
-            f"[s{i}]scale={rung.width}:{rung.height}:flags=bicubic,setsar=1,format=yuv420p[v{i}]"
+            # Limited range always (full-range sources such as MJPEG too): what players expect.
+            f"[s{i}]scale={rung.width}:{rung.height}:flags=bicubic:out_range=tv,setsar=1,"
+            f"format=yuv420p[v{i}]"
         )
     # Input bounded by the duration cap: a header that lies about its length cannot make the
     # encode run on and on (the result is measured and checked afterwards).
@@ -76,8 +87,8 @@ def encode_command(
     for i, rung in enumerate(rungs):
         rung_dir = out_dir / rung.name
         argv += ["-map", f"[v{i}]"]
-        if info.has_audio:
-            argv += ["-map", "0:a:0"]
+        if plan.audio_track is not None:
+            argv += ["-map", f"0:a:{plan.audio_track}"]
         argv += [
             "-c:v",
             "libx264",
@@ -97,9 +108,10 @@ def encode_command(
             f"expr:gte(t,n_forced*{KEYFRAME_SECONDS})",
             "-sc_threshold",
             "0",
+            *plan.colour_tags,
             *threads,
         ]
-        if info.has_audio:
+        if plan.audio_track is not None:
             argv += ["-c:a", "aac", "-b:a", f"{rung.audio_kbps}k", "-ac", "2", "-ar", "48000"]
         argv += [
             "-f",
@@ -132,13 +144,15 @@ def thumbnail_command(
     target: Path,
     *,
     info: MediaInfo,
+    plan: EncodePlan,
     rung: Rung,
     pixel_cap: int,
     at: float | None = None,
 ) -> list[str]:
     """Returns the argv writing one JPEG poster frame of `source` at the size of `rung`, taken
-    at `at` seconds (default `poster_time`)."""
+    at `at` seconds (default `poster_time`), with the colour conversion of the renditions."""
     seek = poster_time(info.duration_seconds) if at is None else at
+    colour = f"{plan.colour_filter}," if plan.colour_filter else ""
     return [
         ffmpeg,
         "-hide_banner",
@@ -158,7 +172,7 @@ def thumbnail_command(
         "-frames:v",
         "1",
         "-vf",
-        f"scale={rung.width}:{rung.height}:flags=bicubic,setsar=1",
+        f"{colour}scale={rung.width}:{rung.height}:flags=bicubic,setsar=1",
         "-q:v",
         "3",
         "-f",
@@ -232,7 +246,8 @@ def read_rendition(rung: Rung, out_dir: Path) -> RenditionResult:
 
 
 def master_playlist(results: list[RenditionResult], *, audio: bool, fps: float | None) -> str:
-    """Returns the master playlist listing every rendition, highest first."""
+    """Returns the master playlist listing every rendition, highest first; `fps` is the rate
+    the renditions were encoded at."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
     for result in results:
         rung = result.rung
@@ -243,7 +258,7 @@ def master_playlist(results: list[RenditionResult], *, audio: bool, fps: float |
             f'CODECS="{rung.codecs(audio=audio)}"',
         ]
         if fps is not None and fps > 0:
-            attributes.append(f"FRAME-RATE={min(fps, MAX_FPS):.3f}")
+            attributes.append(f"FRAME-RATE={fps:.3f}")
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attributes))
         lines.append(f"{rung.name}/{PLAYLIST}")
     return "\n".join(lines) + "\n"

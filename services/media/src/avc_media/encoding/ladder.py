@@ -11,13 +11,21 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-MAX_FPS: Final = 60.0
 # Average target for 1280x720 at <= 30 fps (capped CRF: simple pictures use less).
 _REFERENCE_KBPS: Final = 2800
 _REFERENCE_PIXELS: Final = 1280 * 720
 
 # H.264 levels (Table A-1): level_idc, MaxMBPS, MaxFS, MaxBR (kbit/s, Main; High is 1.25x).
+# The low ones too: a small rendition declares the level it needs, so a player (and a test)
+# can tell from CODECS whether its frame rate was planned right.
 _LEVELS: Final = (
+    (10, 1_485, 99, 64),
+    (11, 3_000, 396, 192),
+    (12, 6_000, 396, 384),
+    (13, 11_880, 396, 768),
+    (20, 11_880, 396, 2_000),
+    (21, 19_800, 792, 4_000),
+    (22, 20_250, 1_620, 4_000),
     (30, 40_500, 1_620, 10_000),
     (31, 108_000, 3_600, 14_000),
     (32, 216_000, 5_120, 20_000),
@@ -78,20 +86,14 @@ def h264_level(width: int, height: int, fps: float, max_kbps: int) -> int:
     return _LEVELS[-1][0]
 
 
-def effective_fps(fps: float | None) -> float:
-    """Returns the output frame rate used for planning (sources above 60 fps are capped)."""
-    if fps is None or not math.isfinite(fps) or fps <= 0:
-        return 30.0
-    return min(fps, MAX_FPS)
-
-
 def plan_ladder(
     width: int, height: int, *, fps: float | None, heights: tuple[int, ...]
 ) -> list[Rung]:
-    """Returns the rungs for a source of this display size, largest first."""
+    """Returns the rungs for a source of this display size encoded at `fps` (the output rate,
+    see `framerate.output_rate`), largest first."""
     short, long = min(width, height), max(width, height)
     landscape = width >= height
-    rate = effective_fps(fps)
+    rate = fps if fps is not None and math.isfinite(fps) and fps > 0 else 30.0
     sizes: list[int] = [h for h in sorted(set(heights), reverse=True) if h <= short]
     if not sizes:
         sizes = [short - short % 2 or 2]

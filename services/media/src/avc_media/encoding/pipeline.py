@@ -27,7 +27,7 @@ from avc_common.logging import get_logger
 from avc_common.objects import LocalObjectStore, ObjectNotFound, ObjectStore, validate_key
 from avc_media.encoding import hls
 from avc_media.encoding.ffmpeg import Binaries, FfmpegTimeout, RunResult, run
-from avc_media.encoding.ladder import plan_ladder
+from avc_media.encoding.plan import plan_encode
 from avc_media.encoding.probe import MediaInfo, MediaRejected, check_limits, pixel_cap, probe_media
 from avc_media.playback import MASTER_PLAYLIST, THUMBNAIL, content_type_for, video_prefix
 from avc_media.settings import MediaSettings
@@ -140,7 +140,8 @@ class Encoder:
         source = await self._local_source(source_key, work)
         info = await probe_media(self.binaries, source, settings=settings)
         probed = time.monotonic()
-        rungs = plan_ladder(info.width, info.height, fps=info.fps, heights=settings.ladder_heights)
+        plan = plan_encode(info, heights=settings.ladder_heights)
+        rungs = plan.rungs
         out_dir = work / "out"
         for rung in rungs:
             (out_dir / rung.name).mkdir(parents=True)
@@ -161,6 +162,12 @@ class Encoder:
             height=info.height,
             duration=info.duration_seconds,
             audio=info.has_audio,
+            audio_track=plan.audio_track,
+            source_fps=info.fps,
+            average_fps=info.average_fps,
+            fps=plan.fps,
+            colour=info.colour.transfer,
+            tone_mapped=bool(plan.colour_filter),
             rungs=[r.name for r in rungs],
         )
         poster = [
@@ -169,6 +176,7 @@ class Encoder:
                 source,
                 out_dir / THUMBNAIL,
                 info=info,
+                plan=plan,
                 rung=poster_rung,
                 pixel_cap=cap,
                 at=at,
@@ -182,7 +190,7 @@ class Encoder:
             source,
             out_dir,
             info=info,
-            rungs=rungs,
+            plan=plan,
             settings=settings,
             pixel_cap=cap,
         )
@@ -219,7 +227,8 @@ class Encoder:
             # The container understated its length: the real one counts.
             check_limits(replace(info, duration_seconds=measured), settings)
         (out_dir / MASTER_PLAYLIST).write_text(
-            hls.master_playlist(renditions, audio=info.has_audio, fps=info.fps), encoding="utf-8"
+            hls.master_playlist(renditions, audio=plan.audio_track is not None, fps=plan.fps),
+            encoding="utf-8",
         )
         finished = time.monotonic()
         return EncodeOutput(
