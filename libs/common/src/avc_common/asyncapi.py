@@ -86,7 +86,11 @@ def build_document(exchange: str = DEFAULT_EXCHANGE) -> dict[str, Any]:
             "messages": [{"$ref": f"#/channels/{key}/messages/{key}"}],
             "tags": [{"name": visibility}],
             "bindings": {
-                "amqp": {"deliveryMode": 2, "mandatory": False, "bindingVersion": "0.3.0"}
+                "amqp": {
+                    "deliveryMode": 2,
+                    "mandatory": False,
+                    "bindingVersion": AMQP_BINDING_VERSION,
+                }
             },
         }
     return {
