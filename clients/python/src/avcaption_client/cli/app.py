@@ -239,16 +239,7 @@ def upload(
 
     results = _run(ctx, as_json, action)
     if as_json:
-        print_json(
-            [
-                {
-                    **{k: v for k, v in asdict(r).items() if k != "path"},
-                    "path": str(r.path),
-                    "video": v,
-                }
-                for r, v in results
-            ]
-        )
+        print_json([{**asdict(r), "video": v} for r, v in results])
     else:
         table(None, ["file", "video", "status", "upload"], [_result_row(r, v) for r, v in results])
     if any(v is not None and v.status == "failed" for _, v in results):

@@ -3,9 +3,11 @@ request id on stderr (and as JSON on stdout with `--json`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -16,7 +18,8 @@ from rich.table import Table
 
 from ..errors import ApiError, AvcError
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped into a file or a pager, tables keep their ids whole instead of 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
 
@@ -24,6 +27,10 @@ def plain(value: Any) -> Any:
     """Models (and lists of them) as JSON-ready values."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain(dataclasses.asdict(value))
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     if isinstance(value, dict):
