@@ -86,6 +86,11 @@ def serve(
     except ValidationError as exc:
         raise typer.BadParameter(_settings_problems(exc)) from None
 
+    if settings.metrics_port == settings.port:
+        raise typer.BadParameter(
+            f"invalid settings: AVC_METRICS_PORT must differ from the port ({settings.port})"
+        )
+
     if not settings.internal_secret_value:
         if target != ALL:
             raise typer.BadParameter(
@@ -126,6 +131,7 @@ def serve(
         port=settings.port,
         access_log=settings.access_log,
         limits=limits,
+        metrics_port=settings.metrics_port,
     )
     log.info("stopped", target=target)
 

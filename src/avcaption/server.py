@@ -12,6 +12,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from avcaption.http_protocol import BoundedHttpToolsProtocol, ConnectionLimits
+from avcaption.metrics_port import with_metrics_port
 
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 # Under Kubernetes' default 30 s termination grace period.
@@ -25,9 +26,14 @@ def serve(
     port: int,
     access_log: bool = True,
     limits: ConnectionLimits | None = None,
+    metrics_port: int = 0,
 ) -> None:
     """Serves `app` on host:port; returns after a clean shutdown (SIGINT or SIGTERM).
-    `access_log=False` leaves out uvicorn's line per request."""
+    `access_log=False` leaves out uvicorn's line per request; with `metrics_port`, `/metrics`
+    is served there instead of on `port` (`metrics_port.with_metrics_port`)."""
+    if metrics_port:
+        protocol = BoundedHttpToolsProtocol.with_limits(limits or ConnectionLimits())
+        app = with_metrics_port(app, host=host, port=metrics_port, http=protocol)
     server = uvicorn.Server(
         server_config(app, host=host, port=port, access_log=access_log, limits=limits)
     )

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     header_read_timeout: float = Field(default=10.0, gt=0)
     body_read_timeout: float = Field(default=60.0, gt=0)
     max_connections: int = Field(default=1000, ge=1)
+    # `/metrics` on its own port (0: on the main port, next to the API).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # Signs the gateway's per-request internal tokens; services verify with the same secret.
     internal_secret: SecretStr = SecretStr("")
