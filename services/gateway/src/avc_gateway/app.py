@@ -12,6 +12,7 @@ from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import create_service_app, package_version
 from avc_gateway.accounts.routes import router as accounts_router
 from avc_gateway.config import GatewaySettings
+from avc_gateway.dashboard import install_dashboard
 from avc_gateway.gatekeeper import admit, gatekeeper_lifespan
 from avc_gateway.openapi import install_public_openapi
 from avc_gateway.path_guard import PathGuard
@@ -48,6 +49,8 @@ def create_app(
         middleware=[Middleware(PathGuard)],
     )
     app.state.gateway_settings = gateway_settings
+    # The web dashboard at / and /dashboard/… (paths the public route table does not hold).
+    install_dashboard(app)
     # After the gateway's own routes: every other public path is forwarded to its service.
     app.include_router(create_proxy_router(admit=admit))
     install_public_openapi(app)
