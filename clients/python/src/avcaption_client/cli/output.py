@@ -20,7 +20,7 @@ from ..errors import ApiError, AvcError
 
 # Piped into a file or a pager, tables keep their ids whole instead of 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def plain(value: Any) -> Any:
