@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-MEMBERS := libs/common services/gateway services/upload services/media services/stats services/webhooks
+MEMBERS := libs/common services/gateway services/upload services/media services/stats services/webhooks clients/python
 # Never download a Python interpreter: use the machine's own.
 export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
