@@ -11,7 +11,7 @@ ones ffmpeg will see when encoding.
 It runs as a child process (`probe.probe_media` starts it through `ffmpeg.run`): the demuxers
 parse untrusted bytes, so they do it under the same time limit and resource limits as ffmpeg,
 never inside the worker. Reads are limited to local files and the containers of
-`ffmpeg.INPUT_FORMATS`.
+`formats.INPUT_FORMATS`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from av.container import InputContainer
 from av.stream import Disposition
 from av.video.stream import VideoStream
 
-from avc_media.encoding.ffmpeg import INPUT_FORMATS
+from avc_media.encoding.formats import INPUT_FORMATS
 from avc_media.encoding.framerate import sustained_rate
 
 # FFmpeg's numeric colour enums (libavutil/pixfmt.h) by the names ffprobe prints.

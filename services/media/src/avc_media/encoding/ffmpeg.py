@@ -11,7 +11,7 @@ closed, a minimal environment (no proxy variables), its own session, killed when
 its time limit, when the awaiting task is cancelled, and — on Linux — when the worker process
 dies (PR_SET_PDEATHSIG), with core dumps off and each written file capped (RLIMIT_FSIZE).
 Network access is excluded by the arguments each command is built with (`-protocol_whitelist
-file`, `-format_whitelist`: see `INPUT_GUARDS`).
+file`, `-format_whitelist`: see `formats.INPUT_GUARDS`).
 """
 
 from __future__ import annotations
@@ -32,34 +32,6 @@ from avc_common.logging import get_logger
 from avc_media.settings import MediaSettings
 
 log = get_logger(__name__)
-
-# Demuxers an upload may be read with. Everything else is refused before any byte is parsed by
-# another demuxer: playlists (hls, concat) and image sequences could name other files, `tty` and
-# friends would "play" any text file. ffmpeg matches any one name of a demuxer's name list.
-INPUT_FORMATS: Final = (
-    "mov",  # mov,mp4,m4a,3gp,3g2,mj2
-    "matroska",  # matroska,webm
-    "avi",
-    "mpegts",
-    "mpeg",
-    "flv",
-    "asf",
-    "mxf",
-    "ogg",
-    # Sound-only formats: read only so that their owner hears "no video track", not "not a
-    # video file" (they hold no picture, so none is ever encoded).
-    "mp3",
-    "aac",
-    "wav",
-    "flac",
-)
-INPUT_GUARDS: Final = (
-    "-protocol_whitelist",
-    "file",
-    "-format_whitelist",
-    ",".join(INPUT_FORMATS),
-)
-"""Input options for every read of an upload: local files only, known containers only."""
 
 MAX_FILE_BYTES: Final = 4 * 1024**3
 """RLIMIT_FSIZE of an ffmpeg run: no single output file (segment, poster) gets near this."""

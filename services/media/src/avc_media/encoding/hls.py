@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from avc_media.encoding.ffmpeg import INPUT_GUARDS
+from avc_media.encoding.formats import INPUT_GUARDS
 from avc_media.encoding.framerate import rate_text
 from avc_media.encoding.ladder import Rung
 from avc_media.encoding.plan import EncodePlan
