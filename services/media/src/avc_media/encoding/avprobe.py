@@ -1,12 +1,15 @@
-"""`python -I -m avc_media.encoding.avprobe [--max-pixels N] [--scan-seconds S] FILE`: the
+"""`python -I -m avc_media.encoding.avprobe [--max-pixels N] [--scan-seconds S]
+[--scan-budget S] FILE`: the
 facts of an upload as JSON, read through PyAV (FFmpeg's libraries, bundled in its wheel).
 
 It prints what `ffprobe -print_format json -show_format -show_streams` would (`format`,
 `streams`, with the same field names and colour names), plus `frame_timing`: the real frame
 rate of the first video stream, told from its packets' timestamps over its first
-`--scan-seconds` (see `framerate.sustained_rate`), and how many it saw. The first video
-frame is decoded too: its rotation (display matrix), colour properties and field order are the
-ones ffmpeg will see when encoding.
+`--scan-seconds` (see `framerate.sustained_rate`), and how many it saw. The scan stops early
+after `--scan-budget` seconds of wall time (a huge file on slow storage) or at a damaged
+packet, and tells the rate from what it read: the frame rate is a hint, not a verdict. The
+first video frame is decoded too: its rotation (display matrix), colour properties and field
+order are the ones ffmpeg will see when encoding.
 
 It runs as a child process (`probe.probe_media` starts it through `ffmpeg.run`): the demuxers
 parse untrusted bytes, so they do it under the same time limit and resource limits as ffmpeg,
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from fractions import Fraction
 from typing import Any, Final
 
@@ -142,17 +146,25 @@ def _scan(
     facts: dict[str, Any],
     *,
     seconds: float,
+    budget: float,
     max_pixels: int,
 ) -> list[float]:
-    """Returns the packet timestamps of `video` over its first `seconds`; updates `facts` with
-    what the first decoded frame says (rotation, colours, field order)."""
+    """Returns the packet timestamps of `video` over its first `seconds` (read within `budget`
+    seconds); updates `facts` with what the first decoded frame says (rotation, colours,
+    field order)."""
+    deadline = time.monotonic() + budget
     base = video.time_base
     start: float | None = None
     times: list[float] = []
     decodable = video.codec_context.width * video.codec_context.height <= max_pixels
     fed = 0
     video.codec_context.thread_count = 1
-    for packet in container.demux(video):
+    packets = container.demux(video)
+    while time.monotonic() < deadline:
+        try:
+            packet = next(packets)
+        except (StopIteration, av.error.FFmpegError):
+            break
         if packet.pts is not None and base is not None:
             t = float(packet.pts * base)
             start = t if start is None else start
@@ -178,7 +190,7 @@ def _scan(
     return times
 
 
-def probe(path: str, *, scan_seconds: float, max_pixels: int) -> dict[str, Any]:
+def probe(path: str, *, scan_seconds: float, scan_budget: float, max_pixels: int) -> dict[str, Any]:
     """Returns the facts of the file at `path` (see the module docstring)."""
     options = {"protocol_whitelist": "file", "format_whitelist": ",".join(INPUT_FORMATS)}
     with av.open(path, options=options) as container:
@@ -197,7 +209,14 @@ def probe(path: str, *, scan_seconds: float, max_pixels: int) -> dict[str, Any]:
         video = _first_video(container)
         if video is not None:
             facts = streams[video.index]
-            times = _scan(container, video, facts, seconds=scan_seconds, max_pixels=max_pixels)
+            times = _scan(
+                container,
+                video,
+                facts,
+                seconds=scan_seconds,
+                budget=scan_budget,
+                max_pixels=max_pixels,
+            )
             out["frame_timing"] = {
                 "sustained_rate": _rounded(sustained_rate(times)),
                 "packets": len(times),
@@ -210,11 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avprobe", description=__doc__)
     parser.add_argument("path")
     parser.add_argument("--scan-seconds", type=float, default=300.0)
+    parser.add_argument("--scan-budget", type=float, default=20.0)
     parser.add_argument("--max-pixels", type=int, default=3840 * 2160)
     args = parser.parse_args(argv)
     av.logging.set_level(None)
     try:
-        facts = probe(args.path, scan_seconds=args.scan_seconds, max_pixels=args.max_pixels)
+        facts = probe(
+            args.path,
+            scan_seconds=args.scan_seconds,
+            scan_budget=args.scan_budget,
+            max_pixels=args.max_pixels,
+        )
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         print(json.dumps({"error": type(exc).__name__}))
         return 1

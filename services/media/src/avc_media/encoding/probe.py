@@ -219,6 +219,9 @@ def avprobe_command(path: Path, settings: MediaSettings) -> list[str]:
         "avc_media.encoding.avprobe",
         "--scan-seconds",
         f"{SCAN_SECONDS:g}",
+        # Leaves most of the probe's time limit to opening the file and the decode check.
+        "--scan-budget",
+        f"{settings.media_probe_timeout_seconds / 3:g}",
         "--max-pixels",
         str(pixel_cap(settings)),
         str(path),
