@@ -105,3 +105,11 @@ def test_keyboard_alone_reaches_the_upload_and_every_menu_entry(
     page.keyboard.press("Tab")
     outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
+    # The hidden file input shows its focus on the visible "Choose files" label.
+    page.locator("#file-input").focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    label = page.evaluate(
+        "() => getComputedStyle(document.querySelector('label[for=file-input]')).outlineStyle"
+    )
+    assert label == "solid"
