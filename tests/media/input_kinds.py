@@ -405,6 +405,22 @@ def _silent(path: Path) -> None:
     _ff(*_video(), *X264, "-pix_fmt", "yuv420p", str(path))
 
 
+def _mpeg2_ts(path: Path) -> None:
+    # A broadcast recording: MPEG-2 video and MP2 audio in MPEG-TS, timestamps starting at 1.4 s.
+    _ff(
+        *_video(),
+        *_tone(),
+        "-c:v",
+        "mpeg2video",
+        "-q:v",
+        "4",
+        "-c:a",
+        "mp2",
+        "-shortest",
+        str(path),
+    )
+
+
 def _open_gop(path: Path) -> None:
     _ff(
         *_video(),
@@ -473,6 +489,7 @@ KINDS: tuple[Kind, ...] = (
         size=None,
     ),
     Kind("silent-video", ".mp4", _silent, audio=False),
+    Kind("mpeg2-ts", ".ts", _mpeg2_ts),
     Kind("open-gop", ".mp4", _open_gop),
     Kind("interlaced", ".mp4", _interlaced),
 )
