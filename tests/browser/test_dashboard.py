@@ -141,6 +141,16 @@ def test_drag_and_drop_upload_becomes_ready_and_plays(
     assert "<iframe" in snippet
     screenshot(page, "video-page-playing")
 
+    page.get_by_label("Title").fill("Lesson one")
+    page.get_by_label("Allowed domains").fill("example.com\n*.example.org")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url("**saved=1")
+    assert page.get_by_role("heading", level=1).inner_text() == "Lesson one"
+    video_id = page.url.split("/dashboard/videos/")[1].split("?")[0]
+    video = page.evaluate(f"() => avc.call('GET', 'videos/{video_id}')")
+    assert video["title"] == "Lesson one"
+    assert video["allowed_domains"] == ["example.com", "*.example.org"]
+
 
 def _chunk_posts(platform: Platform) -> int:
     """Chunk uploads the server answered 200 to, from its access log."""
@@ -298,6 +308,20 @@ def test_webhook_delivery_shows_and_is_retried(
     assert len({r["id"] for r in handler.received}) == 1  # the same event, sent again
     screenshot(page, "webhook-retried")
 
+    page.get_by_label("Enabled").uncheck()
+    page.get_by_label("video.encoded").check()
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url("**saved=1")
+    assert not page.get_by_label("Enabled").is_checked()
+    webhook_id = page.url.split("/dashboard/webhooks/")[1].split("?")[0]
+    endpoint = page.evaluate(f"() => avc.call('GET', 'webhooks/{webhook_id}')")
+    assert endpoint["enabled"] is False
+    assert sorted(endpoint["events"]) == ["video.encoded", "video.uploaded"]
+    page.get_by_role("link", name="Delete endpoint").click()
+    page.get_by_role("button", name="Delete webhook").click()
+    page.wait_for_url("**/dashboard/webhooks?deleted=1")
+    assert page.locator("#webhooks").count() == 0
+
 
 def test_cross_site_form_post_without_csrf_token_is_refused(
     platform: Platform, tab: Tab, tmp_path: Path
@@ -341,3 +365,31 @@ def test_docs_render_with_no_network_beyond_loopback(platform: Platform, tab: Ta
     screenshot(page, "docs")
     assert tab.seen.outside() == []
     assert any(u.endswith("/api/v1/openapi.json") for u in tab.seen.urls)
+
+
+def test_cancel_stops_the_upload_and_aborts_it_on_the_server(
+    platform: Platform, tab: Tab, big_clip: bytes
+) -> None:
+    email, password = platform.account()
+    page = tab.page
+    log_in(page, email, password)
+    held: list[Any] = []
+    page.route("**/dashboard/api/v1/upload/chunk", lambda route: held.append(route))  # held
+    drop_files(page, "#dropzone", [("cancel.mp4", big_clip, 1_700_000_200_000)])
+    page.wait_for_function("() => Object.keys(localStorage).length === 1")
+    upload_id = page.evaluate("() => localStorage.getItem(Object.keys(localStorage)[0])")
+    row = page.locator("#uploads li.upload", has_text="cancel.mp4")
+    row.get_by_role("button", name="Cancel").click()
+    row.locator(".state", has_text="cancelled").wait_for()
+    page.wait_for_function("() => Object.keys(localStorage).length === 0")
+    for route in held:
+        route.abort()
+    page.unroute("**/dashboard/api/v1/upload/chunk")
+    page.wait_for_function(
+        """async id => {
+            try { await avc.call('GET', 'upload/' + id); return false; }
+            catch (e) { return e.status === 404; }
+        }""",
+        arg=upload_id,
+        polling=200,
+    )
