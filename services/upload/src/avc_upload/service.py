@@ -23,8 +23,8 @@ from which the client's retry of the same call (or the sweeper) carries on:
   as missing; a chunk stored but not yet recorded is just missing and gets replaced.
 - killed in `completing` before the store completed the object: the retry checks the parts
   again and completes. Killed after the store completed it but before `assembled` was
-  recorded: the multipart upload is gone, so the retry finds the object at its key (same bytes)
-  and takes its SHA-256 from there.
+  recorded (also while storage was still removing the parts): the retry looks for the object
+  at its key before anything else, finds it (same bytes) and takes its SHA-256 from there.
 - killed in `assembled` (before or after media answered): the retry registers again; media is
   idempotent on (account, upload_id), so it answers the same video and embed token.
 - killed in `registered` (before or after the event went out): the retry publishes the event
