@@ -15,6 +15,7 @@ import httpx
 from . import __version__
 from .errors import ApiError, RateLimitError, ServerError, ServiceUnavailableError
 from .operations import FilePart, Op
+from .uploads import ChunkBody
 
 DEFAULT_API_URL: Final = "http://localhost:8080"
 # Reads wait long: a chunk of 5 MiB on a slow link, or `complete` assembling a large file.
@@ -124,7 +125,7 @@ class _CountingReader:
 
 
 @contextmanager
-def request_kwargs(op: Op[Any]) -> Iterator[dict[str, Any]]:
+def request_kwargs(op: Op[Any], *, asynchronous: bool = False) -> Iterator[dict[str, Any]]:
     """Yields httpx `request()` arguments for one attempt of `op` (a file part opened anew)."""
     kwargs: dict[str, Any] = {"method": op.method, "url": op.path, "headers": dict(op.headers)}
     if op.params:
@@ -132,6 +133,8 @@ def request_kwargs(op: Op[Any]) -> Iterator[dict[str, Any]]:
     if op.json is not None:
         kwargs["content"] = json.dumps(op.json).encode()
         kwargs["headers"]["Content-Type"] = "application/json"
+    elif isinstance(op.content, ChunkBody) and asynchronous:
+        kwargs["content"] = op.content.for_async()
     elif op.content is not None:
         kwargs["content"] = op.content
     if op.file is None:

@@ -94,7 +94,7 @@ class AsyncClient:
         while True:
             failure: Exception
             try:
-                with request_kwargs(op) as kwargs:
+                with request_kwargs(op, asynchronous=True) as kwargs:
                     response = await self._http.request(**kwargs)
             except httpx.TransportError as exc:
                 delay = self.retry.after_error(attempt, op, exc)
@@ -208,7 +208,7 @@ class AsyncClient:
         return await self.call(ops.init_upload(filename, size, title=title))
 
     async def upload_chunk(
-        self, upload_id: str, index: int, body: bytes, *, sha256: str | None = None
+        self, upload_id: str, index: int, body: bytes | memoryview, *, sha256: str | None = None
     ) -> m.ChunkAccepted:
         return await self.call(ops.upload_chunk(upload_id, index, body, sha256=sha256))
 
@@ -341,10 +341,11 @@ class AsyncClient:
         fd = os.open(source, os.O_RDONLY)
 
         async def worker() -> None:
+            buffer = bytearray(plan.chunk_size)  # this worker's only chunk memory
             while queue:
                 index = queue.popleft()
                 body, digest = await asyncio.to_thread(
-                    up.read_chunk, fd, index, plan.chunk_size, size
+                    up.read_and_hash, fd, buffer, index, plan.chunk_size, size
                 )
                 delay = pacer.reserve(len(body))
                 if delay > 0:

@@ -202,7 +202,7 @@ class Client:
         return self.call(ops.init_upload(filename, size, title=title))
 
     def upload_chunk(
-        self, upload_id: str, index: int, body: bytes, *, sha256: str | None = None
+        self, upload_id: str, index: int, body: bytes | memoryview, *, sha256: str | None = None
     ) -> m.ChunkAccepted:
         return self.call(ops.upload_chunk(upload_id, index, body, sha256=sha256))
 
@@ -334,10 +334,15 @@ class Client:
         fd = os.open(source, os.O_RDONLY)
         stop = threading.Event()
 
+        buffers = threading.local()  # one chunk buffer per worker thread, reused
+
         def send(index: int) -> None:
             if stop.is_set():
                 return
-            body, digest = up.read_chunk(fd, index, plan.chunk_size, size)
+            buffer = getattr(buffers, "chunk", None)
+            if buffer is None:
+                buffer = buffers.chunk = bytearray(plan.chunk_size)
+            body, digest = up.read_and_hash(fd, buffer, index, plan.chunk_size, size)
             delay = pacer.reserve(len(body))
             if delay > 0:
                 time.sleep(delay)

@@ -15,6 +15,7 @@ import httpx
 from pydantic import BaseModel
 
 from . import models as m
+from .uploads import ChunkBody
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -41,7 +42,7 @@ class Op(Generic[T]):
     idempotent: bool
     params: Mapping[str, Any] | None = None
     json: Any = None
-    content: bytes | None = None
+    content: bytes | ChunkBody | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     data: Mapping[str, str] | None = None
     file: FilePart | None = None
@@ -172,17 +173,24 @@ def init_upload(filename: str, size: int, *, title: str | None = None) -> Op[m.U
 
 @endpoint("POST", "/api/v1/upload/chunk")
 def upload_chunk(
-    upload_id: str, index: int, body: bytes, *, sha256: str | None = None
+    upload_id: str, index: int, body: bytes | memoryview, *, sha256: str | None = None
 ) -> Op[m.ChunkAccepted]:
+    content = ChunkBody(body) if isinstance(body, memoryview) else body
     headers = {
         "X-Upload-ID": upload_id,
         "X-Chunk-Index": str(index),
         "Content-Type": "application/octet-stream",
+        "Content-Length": str(len(content)),
     }
     if sha256 is not None:
         headers["X-Chunk-SHA256"] = sha256
     return Op(
-        "POST", "/api/v1/upload/chunk", model(m.ChunkAccepted), True, content=body, headers=headers
+        "POST",
+        "/api/v1/upload/chunk",
+        model(m.ChunkAccepted),
+        True,
+        content=content,
+        headers=headers,
     )
 
 

@@ -17,7 +17,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Final
@@ -139,21 +139,57 @@ def chunk_length(index: int, chunk_size: int, size: int) -> int:
     return min(chunk_size, size - index * chunk_size)
 
 
-def read_chunk(fd: int, index: int, chunk_size: int, size: int) -> tuple[bytes, str]:
-    """Reads chunk `index` with pread (no shared file position between workers) and returns
-    it with its SHA-256 (hex). Only this chunk is in memory."""
+def read_chunk(fd: int, buffer: bytearray, index: int, chunk_size: int, size: int) -> memoryview:
+    """Reads chunk `index` into `buffer` (one per worker, reused) with pread — no shared file
+    position between workers, no new allocation per chunk — and returns the filled part."""
     offset = index * chunk_size
     length = chunk_length(index, chunk_size, size)
-    parts: list[bytes] = []
+    view = memoryview(buffer)[:length]
     got = 0
     while got < length:
-        data = os.pread(fd, length - got, offset + got)
-        if not data:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
             raise OSError(f"file shrank while uploading (chunk {index} short)")
-        parts.append(data)
-        got += len(data)
-    body = parts[0] if len(parts) == 1 else b"".join(parts)
-    return body, hashlib.sha256(body).hexdigest()
+        got += n
+    return view
+
+
+def read_and_hash(
+    fd: int, buffer: bytearray, index: int, chunk_size: int, size: int
+) -> tuple[memoryview, str]:
+    """`read_chunk` and the chunk's SHA-256 (hex), in one call for a worker thread."""
+    view = read_chunk(fd, buffer, index, chunk_size, size)
+    return view, hashlib.sha256(view).hexdigest()
+
+
+class ChunkBody:
+    """A request body over a chunk in a reused buffer, handed to the socket in slices: the
+    whole chunk is never copied (a retry iterates it again). httpx takes a sync iterable for
+    `Client` and an async one for `AsyncClient`: `for_async()` is the latter."""
+
+    SLICE = 256 * 1024
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.view), self.SLICE):
+            yield bytes(self.view[start : start + self.SLICE])
+
+    def for_async(self) -> AsyncChunkBody:
+        return AsyncChunkBody(self)
+
+
+class AsyncChunkBody:
+    def __init__(self, body: ChunkBody) -> None:
+        self.body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.body:
+            yield piece
 
 
 @dataclass
