@@ -36,6 +36,7 @@ class Kind:
     audio: bool = True
     hdr: bool = False
     needs_encoder: str | None = None
+    ladder: str = LADDER
 
 
 def _ff(*args: str) -> None:
@@ -258,10 +259,10 @@ def _short(path: Path) -> None:
 _VFR = ["-fps_mode", "passthrough", "-enc_time_base", "1/600", "-video_track_timescale", "600"]
 
 
-def _vfr_24_to_60(path: Path) -> None:
+def _vfr_24_to_60(path: Path, size: str = SIZE) -> None:
     _ff(
-        *_video(rate="24"),
-        *_video(rate="60"),
+        *_video(rate="24", size=size),
+        *_video(rate="60", size=size),
         *_tone(2.0),
         "-filter_complex",
         "[0:v][1:v]concat=n=2:v=1:a=0,settb=1/600[v]",
@@ -276,6 +277,10 @@ def _vfr_24_to_60(path: Path) -> None:
         *AAC,
         str(path),
     )
+
+
+def _vfr_24_to_60_hd(path: Path) -> None:
+    _vfr_24_to_60(path, size="1280x720")
 
 
 def _vfr_24_gap_60(path: Path) -> None:
@@ -471,6 +476,16 @@ KINDS: tuple[Kind, ...] = (
     Kind("tiny-32x24", ".mp4", _tiny, size=(32, 24)),
     Kind("short-0.4s", ".mp4", _short, duration=0.4),
     Kind("vfr-24-to-60", ".mp4", _vfr_24_to_60, duration=2.0, fps=60),
+    # The issue's own case at its size: 720p needs level 3.2 at 60 fps (3.1 at the average 42).
+    Kind(
+        "vfr-24-to-60-720p",
+        ".mp4",
+        _vfr_24_to_60_hd,
+        size=(1280, 720),
+        duration=2.0,
+        fps=60,
+        ladder="720",
+    ),
     Kind("vfr-24-gap-60", ".mp4", _vfr_24_gap_60, duration=2.5, fps=60),
     Kind("30fps-dropped-frames", ".mp4", _dropped_frames, duration=2.0, fps=30),
     Kind("anamorphic-webm", ".webm", _anamorphic("webm")),
