@@ -1,7 +1,8 @@
 """Hostile clients against the gateway process: huge headers and slow connections.
 
-Runs the gateway (`avc_gateway.app:create_app`, embedded defaults, a fresh data dir) in its own
-process on 127.0.0.1 under two server configurations, one after the other:
+Runs the gateway (`avc_gateway.app:create_app`; `--target all`: every component, as `make run`;
+embedded defaults, a fresh data dir) in its own process on 127.0.0.1 under two server
+configurations, one after the other:
 
     bounded  `avcaption serve`'s own (avcaption.server.server_config: head cap, read timeouts,
              connection cap)
@@ -51,7 +52,7 @@ def free_port() -> int:
 # -- the server process ----------------------------------------------------------------------
 
 
-def serve(mode: str, port: int, timeout: float) -> None:
+def serve(mode: str, port: int, timeout: float, target: str) -> None:
     """Runs in the child process: the gateway app under the chosen server configuration."""
     import uvicorn
 
@@ -63,7 +64,7 @@ def serve(mode: str, port: int, timeout: float) -> None:
 
     settings = Settings(internal_secret="s" * 64, log_level="WARNING")  # type: ignore[arg-type]
     configure_logging(service="gateway", level="WARNING", json=True)
-    app = COMPONENTS["gateway"].create(settings)
+    app = COMPONENTS[target].create(settings)
     limits = ConnectionLimits(header_timeout=timeout, body_timeout=timeout)
     config = server_config(app, host="127.0.0.1", port=port, access_log=False, limits=limits)
     if mode == "stock":
@@ -84,12 +85,13 @@ class Server:
         return psutil.Process(self.proc.pid).memory_info().rss / MiB
 
 
-def start(mode: str, timeout: float, data_dir: Path) -> Server:
+def start(mode: str, timeout: float, data_dir: Path, target: str) -> Server:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVC_")}
     env["AVC_DATA_DIR"] = str(data_dir)
+    args = ["--serve", mode, "--port", str(port), "--timeout", str(timeout), "--target", target]
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode, "--port", str(port), "--timeout", str(timeout)],
+        [sys.executable, __file__, *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -203,7 +205,7 @@ async def slow_connections(port: int, count: int, window: float) -> list[float |
 
 def measure(mode: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="avc-hostile-") as tmp:
-        server = start(mode, args.timeout, Path(tmp))
+        server = start(mode, args.timeout, Path(tmp), args.target)
         try:
             before = server.rss_mib
             statuses: dict[str, int] = {}
@@ -242,11 +244,12 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=250)
     parser.add_argument("--timeout", type=float, default=5.0, help="header and body timeouts")
     parser.add_argument("--modes", default="bounded,stock")
+    parser.add_argument("--target", default="gateway", help="gateway, or all (all-in-one)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.timeout)
+        serve(args.serve, args.port, args.timeout, args.target)
         return
     for mode in args.modes.split(","):
         measure(mode, args)

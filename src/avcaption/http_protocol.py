@@ -96,7 +96,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._in_body = False
+        # One timer per connection, for the earliest moment something is due from the client
+        # (`_deadline`, None while nothing is: the app is working, or between requests, which
+        # is uvicorn's keep-alive timer's). Moving the deadline later costs no new timer: the
+        # timer fires, finds the deadline not reached yet and sets itself for it.
+        self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._refused = False
         self._stopped_by: tuple[int, str] | None = None
 
@@ -112,7 +118,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections:
             self._refuse(503, "The server has too many open connections; retry shortly.")
             return
-        self._arm(self.limits.header_timeout)
+        self._expect_by(self.loop.time() + self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -123,10 +129,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return  # lingering: dropped unread
         if self._reading_head:
             self._head_bytes += len(data)
-            if self._timer is None:  # the keep-alive wait is over: a new head starts
-                self._arm(self.limits.header_timeout)
+            if self._deadline is None:  # the keep-alive wait is over: a new head starts
+                self._expect_by(self.loop.time() + self.limits.header_timeout)
         elif self._in_body:
-            self._arm(self.limits.body_timeout)  # idle time counts from the last byte
+            # Idle time counts from the last byte (later than before: no new timer).
+            self._deadline = self.loop.time() + self.limits.body_timeout
         super().data_received(data)
         if self._reading_head and not self._refused and self.parser is not None:
             self._check_head_size()
@@ -152,10 +159,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._stop_parsing(431, f"The request line and headers must be at most {limit} bytes.")
         self._reading_head = False
         self._head_bytes = 0
-        self._disarm()
-        if not self.parser.should_upgrade():
-            self._in_body = True
-            self._arm(self.limits.body_timeout)
+        self._in_body = True
+        self._expect_by(self.loop.time() + self.limits.body_timeout)
         super().on_headers_complete()
 
     def handle_websocket_upgrade(self) -> None:
@@ -165,7 +170,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_body = False
-        self._disarm()
+        self._deadline = None  # nothing due from the client until its next request
         self._reading_head = True
         super().on_message_complete()
 
@@ -185,30 +190,37 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- timers ----------------------------------------------------------------------------
 
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._timed_out)
+    def _expect_by(self, deadline: float) -> None:
+        """Something is due from the client by `deadline` (loop time)."""
+        if self._timer is None or self._timer_at > deadline:
+            self._disarm()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._timed_out)
+        self._deadline = deadline
 
     def _disarm(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self.transport.is_closing() or self._refused:
+        deadline = self._deadline
+        if deadline is None or self.transport.is_closing() or self._refused:
+            return
+        now = self.loop.time()
+        if now < deadline:
+            self._expect_by(deadline)  # moved on since the timer was set
             return
         if self._reading_head:
-            if self._head_bytes == 0 and self.cycle is not None:
-                # Idle after a response: uvicorn's keep-alive timer closes it quietly.
-                return
             self._refuse(408, "The request headers did not arrive in time.")
         elif self._in_body:
             cycle = self.cycle
             if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
                 # The app is not reading (backpressure), or has not asked for the body yet
                 # (no `100 Continue` sent): not the client's fault.
-                self._arm(self.limits.body_timeout)
+                self._expect_by(now + self.limits.body_timeout)
                 return
             started = cycle is not None and cycle.response_started
             if cycle is not None:
