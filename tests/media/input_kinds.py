@@ -342,6 +342,25 @@ def _anamorphic(container: str) -> Callable[[Path], None]:
     return make
 
 
+def _anamorphic_container_only(path: Path) -> None:
+    # Square pixels in the H.264 stream, 16:9 stated by the container only (as `mkvmerge
+    # --aspect-ratio` or `ffmpeg -c copy -aspect` write it): ffmpeg prints `[SAR 1:1 DAR 3:2],
+    # SAR 32:27 DAR 16:9`, and the container's word is the one players follow.
+    square = path.with_suffix(".square.mp4")
+    _ff(
+        *_video(size="216x144"),
+        *_tone(),
+        *X264,
+        "-pix_fmt",
+        "yuv420p",
+        *AAC,
+        "-shortest",
+        str(square),
+    )
+    _ff("-i", str(square), "-c", "copy", "-aspect", "16:9", str(path))
+    square.unlink()
+
+
 # 10-bit code values of HDR reference white (BT.2408: 203 nits; 58% PQ, 75% HLG), limited range.
 HDR_WHITE = {"smpte2084": 572, "arib-std-b67": 721}
 
@@ -491,6 +510,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("anamorphic-webm", ".webm", _anamorphic("webm")),
     Kind("anamorphic-mkv", ".mkv", _anamorphic("mkv")),
     Kind("anamorphic-mp4", ".mp4", _anamorphic("mp4")),
+    Kind("anamorphic-mkv-container-only", ".mkv", _anamorphic_container_only),
     Kind("hdr-hlg", ".mp4", _hdr("arib-std-b67"), hdr=True),
     Kind("hdr-pq", ".mp4", _hdr("smpte2084"), hdr=True),
     Kind("audio-only-m4a", ".m4a", _m4a, status="failed", error=NO_VIDEO_TRACK, size=None),
