@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from tests.support.videos import ffmpeg_exe
+import imageio_ffmpeg
 
 LADDER = "96"
 SIZE = "256x144"
@@ -37,6 +37,12 @@ class Kind:
     hdr: bool = False
     needs_encoder: str | None = None
     ladder: str = LADDER
+
+
+def ffmpeg_exe() -> str:
+    """The static ffmpeg of the imageio-ffmpeg wheel, always: the samples need a recent one
+    (`-display_rotation`, `-fps_mode`), whatever the machine has installed."""
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
 def _ff(*args: str) -> None:
