@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from tests.support.videos import make_video
 
+from avc_media.encoding import probe
 from avc_media.encoding.colour import Colour, output_tags, sdr_filter
 from avc_media.encoding.framerate import output_rate, snap, sustained_rate
 from avc_media.encoding.plan import plan_encode
-from avc_media.encoding.probe import is_sound_only, parse_ffprobe_json
+from avc_media.encoding.probe import MediaRejected, is_sound_only, parse_ffprobe_json, read_facts
+from avc_media.settings import MediaSettings
 
 
 def _frames(rate: float, seconds: float, start: float = 0.0) -> list[float]:
@@ -150,3 +152,22 @@ def test_avprobe_reads_real_files_and_refuses_others(tmp_path: Path) -> None:
         code, facts = _avprobe(refused)
         assert code == 1
         assert set(facts) == {"error"}
+
+
+async def test_a_failing_avprobe_child_is_not_blamed_on_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clip = make_video(tmp_path / "clip.mp4", seconds=1, width=160, height=120)
+    settings = MediaSettings()
+    assert (await read_facts(clip, settings=settings))["streams"]
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 100)
+    with pytest.raises(MediaRejected) as rejected:
+        await read_facts(text, settings=settings)
+    assert rejected.value.code == "invalid_media"
+    # A broken installation (PyAV missing, say): an error of the worker, so the encode retries.
+    monkeypatch.setattr(
+        probe, "avprobe_command", lambda path, s: [sys.executable, "-c", "import no_such_module"]
+    )
+    with pytest.raises(RuntimeError):
+        await read_facts(clip, settings=settings)

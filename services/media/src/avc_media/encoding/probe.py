@@ -230,7 +230,8 @@ def avprobe_command(path: Path, settings: MediaSettings) -> list[str]:
 
 async def read_facts(path: Path, *, settings: MediaSettings) -> dict[str, Any]:
     """Returns what `avprobe` says of the file (ffprobe's JSON shape); raises MediaRejected
-    when it cannot be read at all."""
+    when the file cannot be read, RuntimeError when the child itself failed (killed, or a
+    broken installation: not the file's fault, so the encode is retried)."""
     result = await _guarded(
         avprobe_command(path, settings), limit=settings.media_probe_timeout_seconds
     )
@@ -238,8 +239,11 @@ async def read_facts(path: Path, *, settings: MediaSettings) -> dict[str, Any]:
         data = json.loads(result.stdout)
     except ValueError:
         data = None
-    if result.returncode != 0 or not isinstance(data, dict):
-        log.info("probe_unreadable", returncode=result.returncode, output=result.stderr[-2000:])
+    if not isinstance(data, dict) or result.killed_by_signal:
+        log.warning("avprobe_failed", returncode=result.returncode, output=result.stderr[-2000:])
+        raise RuntimeError(f"avprobe exited with {result.returncode} and no answer")
+    if result.returncode != 0 or "error" in data:
+        log.info("probe_unreadable", error=data.get("error"))
         raise invalid_media()
     return data
 
