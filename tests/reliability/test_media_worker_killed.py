@@ -19,12 +19,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 LEASE_SECONDS = 4
 
 
-def encodes_in_progress(url: str) -> float:
+def sample(url: str, series: str) -> float | None:
+    """Returns the value of one series (`name` or `name{labels}`) on a /metrics page."""
     text = httpx.get(f"{url}/metrics", timeout=5).text
     for line in text.splitlines():
-        if line.startswith("avc_media_encodes_in_progress "):
-            return float(line.split()[1])
-    return 0.0
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def encodes_in_progress(url: str) -> float:
+    return sample(url, "avc_media_encodes_in_progress") or 0.0
 
 
 def test_media_worker_killed_mid_encode_then_video_ready(
@@ -66,6 +71,16 @@ def test_media_worker_killed_mid_encode_then_video_ready(
         took = time.monotonic() - killed_at
         assert video["status"] == "ready", video
         assert video["renditions"], video
+        # The replacement's metrics: the video's seconds encoded, and its queue sampled.
+        encoded = sample(replacement.url, "avc_media_encoded_video_seconds_total")
+        assert encoded == pytest.approx(video["duration_seconds"], abs=0.01), encoded
+        queue = f"{system.stack.queue_prefix}.media.encode"
+        deadline = time.monotonic() + 30
+        while sample(replacement.url, f'avc_bus_queue_consumers{{queue="{queue}"}}') is None:
+            assert time.monotonic() < deadline, "the bus watchdog never sampled the queue"
+            time.sleep(0.5)
+        assert sample(replacement.url, f'avc_bus_queue_consumers{{queue="{queue}"}}') == 1
+        assert sample(replacement.url, f'avc_bus_queue_messages{{queue="{queue}.dead"}}') == 0
         print(
             f"\nmedia-worker pid {pid} killed mid-encode ({len(ffmpegs)} ffmpeg process(es) "
             f"died with it); lease {LEASE_SECONDS} s; the replacement made the video ready "
