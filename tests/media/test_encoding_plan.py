@@ -117,6 +117,8 @@ def test_hdr_is_tone_mapped_and_tagged_bt709() -> None:
     assert "tonemap=tonemap=hable" in chain
     assert chain.endswith("zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
     assert "-color_trc" in output_tags(hlg)
+    # Scaled to the largest rung first, in the same zscale.
+    assert ":rin=tv:w=1280:h=720:t=linear" in sdr_filter(hlg, size=(1280, 720))
     # PQ with nothing else stated is read as BT.2020.
     assert "tin=smpte2084:pin=bt2020:min=bt2020nc" in sdr_filter(Colour(transfer="smpte2084"))
     # Wide gamut SDR: primaries converted, no tone mapping.

@@ -73,17 +73,20 @@ def _input(colour: Colour) -> str:
     )
 
 
-def sdr_filter(colour: Colour) -> str:
+def sdr_filter(colour: Colour, *, size: tuple[int, int] | None = None) -> str:
     """Returns the filter chain (ending in 8-bit yuv420p) that makes the source SDR BT.709, or
-    "" when its pixels are kept as they are."""
+    "" when its pixels are kept as they are. `size`: scale to it first (the largest rung, when
+    smaller than the source), so the costly float steps run on fewer pixels."""
+    scale = f":w={size[0]}:h={size[1]}" if size else ""
     if colour.hdr:
         return (
-            f"zscale={_input(colour)}:t=linear:npl={REFERENCE_WHITE_NITS},format=gbrpf32le,"
+            f"zscale={_input(colour)}{scale}:t=linear:npl={REFERENCE_WHITE_NITS},"
+            "format=gbrpf32le,"
             "zscale=p=bt709,tonemap=tonemap=hable:desat=0,"
             "zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
         )
     if colour.wide_gamut:
-        return f"zscale={_input(colour)}:p=bt709:t=bt709:m=bt709:r=tv,format=yuv420p"
+        return f"zscale={_input(colour)}{scale}:p=bt709:t=bt709:m=bt709:r=tv,format=yuv420p"
     return ""
 
 

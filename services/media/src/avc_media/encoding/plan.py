@@ -34,10 +34,16 @@ class EncodePlan:
 def plan_encode(info: MediaInfo, *, heights: tuple[int, ...]) -> EncodePlan:
     """Returns the plan for a probed source and the configured ladder heights."""
     rate = output_rate(info.fps)
+    rungs = plan_ladder(info.width, info.height, fps=float(rate), heights=heights)
+    top = rungs[0]
+    # Converted at the largest rung's size when that is smaller: the float steps cost. 3 s of
+    # 1080p HLG to one 720p rung took 4.4 s of CPU converted at 1080p, 3.0 s at 720p, against
+    # 2.3 s for the same encode without conversion.
+    smaller = (top.width, top.height) if top.width * top.height < info.width * info.height else None
     return EncodePlan(
-        rungs=plan_ladder(info.width, info.height, fps=float(rate), heights=heights),
+        rungs=rungs,
         rate=rate,
         audio_track=info.audio_track if info.has_audio else None,
-        colour_filter=sdr_filter(info.colour),
+        colour_filter=sdr_filter(info.colour, size=smaller),
         colour_tags=output_tags(info.colour),
     )
