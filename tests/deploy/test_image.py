@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -166,3 +169,38 @@ def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:
     for source in sources:
         assert any(source == a or source.startswith(a + "/") for a in allowed), source
         assert (ROOT / source).exists(), source
+
+
+def test_the_workspace_wheels_build_from_what_the_build_stage_copies(tmp_path: Path) -> None:
+    """Copies exactly what the build stage's COPY lines name (the .dockerignore'd context) and
+    builds every wheel its `pip wheel` line names, with the lock's hatchling, as the image
+    build does; each wheel holds its package."""
+    context = tmp_path / "context"
+    for _, arg in (i for i in dockerfile_instructions() if i[0] == "COPY" and "--from" not in i[1]):
+        *sources, _dest = arg.split()
+        for source in sources:
+            src = ROOT / source
+            dst = context / source
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+    runs = " ".join(arg for w, arg in dockerfile_instructions() if w == "RUN")
+    wheel_line = re.search(r"pip wheel (.+?)&&", runs)
+    assert wheel_line, runs
+    projects = [p for p in wheel_line.group(1).split() if not p.startswith("-") and p != "/wheels"]
+    assert len(projects) == 7, projects
+    out = tmp_path / "wheels"
+    for project in projects:
+        run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(out)],
+            cwd=context / project)  # fmt: skip
+    packages = {}
+    for wheel in out.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            packages[wheel.name.split("-")[0]] = {n.split("/")[0] for n in archive.namelist()}
+    expected = {"avcaption": "avcaption", "avc_common": "avc_common", "avc_gateway": "avc_gateway",
+                "avc_upload": "avc_upload", "avc_media": "avc_media", "avc_stats": "avc_stats",
+                "avc_webhooks": "avc_webhooks"}  # fmt: skip
+    for dist, package in expected.items():
+        assert package in packages.get(dist, set()), (dist, packages.get(dist))
