@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from fastapi import Request
 
 from avc_common.errors import AppError
 
@@ -81,3 +82,16 @@ async def test_the_operator_command_path_is_capped_too(start_gateway: StartGatew
     with pytest.raises(AppError) as refused:
         await gw.api_key(account)
     assert (refused.value.status, refused.value.code) == (409, "api_key_limit_reached")
+
+
+async def test_forwarded_proto_is_believed_only_with_trust(start_gateway: StartGateway) -> None:
+    async def scheme(request: Request) -> dict[str, str]:
+        return {"scheme": request.url.scheme}
+
+    seen = {}
+    for trust in (False, True):
+        gw = await start_gateway(gw=fast_settings(trust_forwarded_for=trust))
+        gw.app.add_api_route("/scheme-probe", scheme)
+        response = await gw.client.get("/scheme-probe", headers={"X-Forwarded-Proto": "ftp, https"})
+        seen[trust] = response.json()["scheme"]
+    assert seen == {False: "http", True: "https"}

@@ -13,6 +13,7 @@ from avc_common.web import create_service_app, package_version
 from avc_gateway.accounts.routes import router as accounts_router
 from avc_gateway.config import GatewaySettings
 from avc_gateway.dashboard import install_dashboard
+from avc_gateway.forwarded import TrustedForwardedProto
 from avc_gateway.gatekeeper import admit, gatekeeper_lifespan
 from avc_gateway.openapi import install_public_openapi
 from avc_gateway.path_guard import PathGuard
@@ -46,7 +47,10 @@ def create_app(
         # On every response, whoever made it: 500s and whatever the proxy streams back too.
         response_headers=with_ratelimit_headers,
         # Before any routing: the route table must see the path every later hop will see.
-        middleware=[Middleware(PathGuard)],
+        middleware=[
+            Middleware(PathGuard),
+            *([Middleware(TrustedForwardedProto)] if gateway_settings.trust_forwarded_for else []),
+        ],
     )
     app.state.gateway_settings = gateway_settings
     # The web dashboard at / and /dashboard/… (paths the public route table does not hold).
