@@ -7,10 +7,10 @@ The servers are those of `bench/upload --via-gateway`: the upload service and th
 separate `avcaption serve` processes (in-process bus, temp data dir), media's register endpoint
 a stub in this process (no encoding of the random bytes), an admin-made API key. `avc upload`
 runs as the real command (`avc upload FILE --parallel 4 --json`), so its time includes starting
-Python; the raw client runs in this process. Rounds alternate raw and avc so that a slow
-moment of the machine hits both; the stored file is deleted after each upload.
+Python; the raw client runs in this process. Each round runs both, the first one alternating,
+so that a slow moment of the machine hits both; the stored file is deleted after each upload.
 
-    .venv/bin/python bench/client/run.py [--size-mib 1024] [--parallel 4] [--rounds 2]
+    .venv/bin/python bench/client/run.py [--size-mib 1024] [--parallel 4] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -50,29 +50,43 @@ def avc_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "avcaption_client.cli"]
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set size so far (VmHWM), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_avc(src: Path, url: str, key: str, parallel: int, work: Path) -> dict[str, Any]:
-    """Runs `avc upload`; returns its seconds, result and peak RSS (MB, from wait4)."""
+    """Runs `avc upload`; returns its wall seconds, result and peak RSS (MB). The RSS is read
+    from /proc while it runs (wait4's ru_maxrss would count the forked parent's pages)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVC_")}
     env.update(AVC_API_URL=url, AVC_API_KEY=key, XDG_CONFIG_HOME=str(work / "config"))
     args = [*avc_command(), "upload", str(src), "--parallel", str(parallel), "--json"]
     out, err = work / "avc.out", work / "avc.err"
+    peak = 0.0
     with out.open("wb") as stdout, err.open("wb") as stderr:
         start = time.perf_counter()
         proc = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while proc.poll() is None:
+            peak = max(peak, peak_rss_mb(proc.pid) or 0.0)
+            time.sleep(0.05)
         seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"avc upload failed ({proc.returncode}): {err.read_text()}")
     [result] = json.loads(out.read_text())
-    return {"seconds": seconds, "video_id": result["video_id"], "rss_mb": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "video_id": result["video_id"], "rss_mb": peak}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
     args = parser.parse_args()
     bench = _bench_upload()
@@ -103,16 +117,29 @@ def main() -> None:
         rss: list[float] = []
         mb = size / 1e6
         for round_no in range(1, args.rounds + 1):
-            raw = asyncio.run(bench.chunked_upload(gateway.url, key, src, size, args.parallel))
-            drop(raw["video_id"])
-            cli = run_avc(src, gateway.url, key, args.parallel, work)
-            drop(cli["video_id"])
-            raw_mbs.append(mb / raw["seconds"])
-            avc_mbs.append(mb / cli["seconds"])
-            rss.append(cli["rss_mb"])
+            # Which goes first alternates; dirty pages of the last upload are flushed before
+            # each run, so neither inherits the other's writeback.
+            order = ("raw", "avc") if round_no % 2 else ("avc", "raw")
+            seconds: dict[str, float] = {}
+            for side in order:
+                os.sync()
+                if side == "raw":
+                    raw = asyncio.run(
+                        bench.chunked_upload(gateway.url, key, src, size, args.parallel)
+                    )
+                    drop(raw["video_id"])
+                    seconds["raw"] = raw["seconds"]
+                else:
+                    cli = run_avc(src, gateway.url, key, args.parallel, work)
+                    drop(cli["video_id"])
+                    seconds["avc"] = cli["seconds"]
+                    rss.append(cli["rss_mb"])
+            raw_mbs.append(mb / seconds["raw"])
+            avc_mbs.append(mb / seconds["avc"])
             print(
-                f"round {round_no}: raw client {raw_mbs[-1]:7.1f} MB/s ({raw['seconds']:.2f} s)   "
-                f"avc upload {avc_mbs[-1]:7.1f} MB/s ({cli['seconds']:.2f} s)   "
+                f"round {round_no} ({order[0]} first): "
+                f"raw client {raw_mbs[-1]:7.1f} MB/s ({seconds['raw']:.2f} s)   "
+                f"avc upload {avc_mbs[-1]:7.1f} MB/s ({seconds['avc']:.2f} s)   "
                 f"ratio {avc_mbs[-1] / raw_mbs[-1]:.2f}",
                 flush=True,
             )

@@ -215,3 +215,38 @@ def test_wait_exits_1_for_a_failed_video(server: Server, account: Account, tmp_p
     waited = run_avc("wait", video_id, env=env, cwd=tmp_path)
     assert waited.returncode == 1
     assert "failed" in waited.stdout
+
+
+def peak_rss(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float]:
+    """Runs a command; returns its exit code and peak RSS in MiB (VmHWM, read while it runs)."""
+    proc = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    peak = 0.0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            break
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]) / 1024)
+        time.sleep(0.02)
+    return proc.wait(), peak
+
+
+def test_upload_memory_stays_near_parallel_times_chunk_size(
+    server: Server, account: Account, tmp_path: Path
+) -> None:
+    """Chunks are read straight from the file into one buffer per worker: the upload of a
+    60 MiB file with 4 in flight costs about 4 x 5 MiB over the command's own footprint, not
+    the file, and not every chunk ever read (freed chunks kept by thread arenas)."""
+    source = random_file(tmp_path / "sixty.bin", 60 * MIB)
+    env = avc_env(server, account, tmp_path)
+    code, baseline = peak_rss([*avc_command(), "stats", "--json"], env, tmp_path)
+    assert code == 0
+    code, peak = peak_rss(
+        [*avc_command(), "upload", str(source), "--parallel", "4", "--json"], env, tmp_path
+    )
+    assert code == 0
+    assert peak - baseline < 3 * 4 * 5, (baseline, peak)

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from tests.client.conftest import MIB, Account, Server, random_file, sha256_of
+from tests.e2e.harness import running_stack
 from tests.support.videos import make_video
 
 from avcaption_client import AsyncClient, Client, UploadProgress
-from avcaption_client.errors import ChecksumMismatchError
+from avcaption_client.errors import ApiError, ChecksumMismatchError
 from avcaption_client.uploads import state_path
 
 
@@ -178,3 +180,44 @@ async def test_uploads_of_several_files_at_once_share_one_client(
         results = await asyncio.gather(*(client.upload(f, parallel=2) for f in files))
         videos = [await client.get_video(r.video_id) for r in results]
     assert [v.sha256 for v in videos] == [sha256_of(f) for f in files]
+
+
+@pytest.fixture(scope="module")
+def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose chunked uploads expire 3 s after `init`."""
+    root = tmp_path_factory.mktemp("short-lived")
+    env = {"AVC_UPLOAD_EXPIRY_SECONDS": "3", "AVC_UPLOAD_SWEEP_INTERVAL_SECONDS": "1"}
+    with running_stack(root, bus_url="memory://", extra_env=env) as stack:
+        yield Server(stack, stack.start_all_in_one())
+
+
+async def test_an_expired_upload_starts_again_cleanly(short_lived: Server, tmp_path: Path) -> None:
+    account = short_lived.account()
+    source = random_file(tmp_path / "late.bin", 11 * MIB)
+    async with AsyncClient(account.api_key, api_url=short_lived.url) as client:
+        init = await client.init_upload("late.bin", source.stat().st_size)
+        await client.upload_chunk(init.upload_id, 0, source.read_bytes()[: init.chunk_size])
+        st = source.stat()
+        state = {
+            "upload_id": init.upload_id,
+            "api_url": short_lived.url,
+            "path": str(source.resolve()),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "chunk_size": init.chunk_size,
+            "total_chunks": init.total_chunks,
+        }
+        state_path(source).write_text(json.dumps(state))
+        await asyncio.sleep(4)
+        with pytest.raises(ApiError) as expired:
+            await client.get_upload(init.upload_id)
+        assert expired.value.code in ("upload_expired", "upload_not_found")
+
+        result = await client.upload(source, parallel=2)
+        video = await client.get_video(result.video_id)
+    assert result.restarted
+    assert not result.resumed
+    assert result.upload_id != init.upload_id
+    assert result.chunks_sent == 3
+    assert video.sha256 == sha256_of(source)
+    assert not state_path(source).exists()
