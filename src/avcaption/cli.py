@@ -123,6 +123,7 @@ def serve(
         max_head_bytes=settings.max_request_head_bytes,
         header_timeout=settings.header_read_timeout,
         body_timeout=settings.body_read_timeout,
+        body_min_rate=settings.body_min_rate,
         max_connections=settings.max_connections,
     )
     run_server(

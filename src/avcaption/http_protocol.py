@@ -11,9 +11,12 @@ slow connections stayed open for ever. This subclass adds, per connection:
   target alone is over it, else 431 `request_header_fields_too_large`;
 - a time limit from the connection's start (or the end of the previous request) to the end of
   the head: 408 `request_timeout`, then the connection is closed;
-- an idle limit while the body is being read (no byte for that long, the app waiting for it):
+- limits while the body is being read: no byte for `body_timeout`, or, after a first
+  `body_timeout` of grace, fewer than `body_min_rate` bytes per second on average (as Apache's
+  mod_reqtimeout `MinRate`: a body trickling one byte within every idle timeout is cut too);
   408 when no response has started, the connection closed in any case (the app sees a
-  disconnect);
+  disconnect). Neither counts while the app is not reading (backpressure) or has not asked for
+  the body of an `Expect: 100-continue` request;
 - a cap on open connections per process: past it, a new connection gets 503
   `service_unavailable` and is closed before anything is read.
 
@@ -60,6 +63,9 @@ class ConnectionLimits:
     max_head_bytes: int = 32 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    # Past the first `body_timeout` seconds, a body must average this many bytes per second
+    # (0: no minimum); stops a body trickling a byte within every idle timeout for ever.
+    body_min_rate: float = 500.0
     max_connections: int = 1000
 
 
@@ -101,6 +107,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # is uvicorn's keep-alive timer's). Moving the deadline later costs no new timer: the
         # timer fires, finds the deadline not reached yet and sets itself for it.
         self._deadline: float | None = None
+        self._body_start = 0.0
+        self._body_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._refused = False
@@ -132,8 +140,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._deadline is None:  # the keep-alive wait is over: a new head starts
                 self._expect_by(self.loop.time() + self.limits.header_timeout)
         elif self._in_body:
-            # Idle time counts from the last byte (later than before: no new timer).
-            self._deadline = self.loop.time() + self.limits.body_timeout
+            self._body_bytes += len(data)
+            self._deadline = self._body_deadline()  # only ever later: no new timer
         super().data_received(data)
         if self._reading_head and not self._refused and self.parser is not None:
             self._check_head_size()
@@ -160,7 +168,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._head_bytes = 0
         self._in_body = True
-        self._expect_by(self.loop.time() + self.limits.body_timeout)
+        self._body_start = self.loop.time()
+        self._body_bytes = 0
+        self._expect_by(self._body_start + self.limits.body_timeout)
         super().on_headers_complete()
 
     def handle_websocket_upgrade(self) -> None:
@@ -198,6 +208,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = self.loop.call_at(deadline, self._timed_out)
         self._deadline = deadline
 
+    def _body_deadline(self) -> float:
+        """When the body is late: idle for `body_timeout` since its last byte, or behind the
+        minimum rate (after a first `body_timeout` of grace)."""
+        limits = self.limits
+        idle = self.loop.time() + limits.body_timeout
+        if limits.body_min_rate <= 0:
+            return idle
+        paced = self._body_start + limits.body_timeout + self._body_bytes / limits.body_min_rate
+        return min(idle, paced)
+
     def _disarm(self) -> None:
         self._deadline = None
         if self._timer is not None:
@@ -220,6 +240,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue):
                 # The app is not reading (backpressure), or has not asked for the body yet
                 # (no `100 Continue` sent): not the client's fault.
+                # A fresh start for the idle and rate budgets once it reads again.
+                self._body_start, self._body_bytes = now, 0
                 self._expect_by(now + self.limits.body_timeout)
                 return
             started = cycle is not None and cycle.response_started

@@ -175,7 +175,10 @@ async def test_a_body_that_stops_arriving_gets_408_and_the_app_a_disconnect() ->
 
 async def test_a_slow_but_moving_body_and_keep_alive_still_work() -> None:
     app = App()
-    async with running(app) as port:
+    idle_only = ConnectionLimits(
+        max_head_bytes=8 * 1024, header_timeout=0.5, body_timeout=0.5, body_min_rate=0
+    )
+    async with running(app, idle_only) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n")
@@ -229,3 +232,38 @@ def test_settings_refuse_nonsense(value: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AVC_HEADER_READ_TIMEOUT", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+async def test_a_body_trickling_below_the_minimum_rate_gets_408() -> None:
+    app = App()
+    # A byte every 0.1 s: never idle for 0.5 s, but 10 B/s against a minimum of 500 B/s.
+    async with running(app) as port:
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(head)
+            answer = asyncio.create_task(reader.read())
+            async with asyncio.timeout(WITHIN):
+                while not answer.done():
+                    writer.write(b"z")
+                    await asyncio.sleep(0.1)
+            assert_error(answer.result(), 408, "request_timeout")
+        finally:
+            writer.close()
+        async with asyncio.timeout(WITHIN):
+            await app.disconnected.wait()
+
+
+async def test_a_body_at_a_decent_rate_is_read_whole() -> None:
+    app = App()
+    async with running(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
+            for _ in range(10):  # 2000 bytes over 1 s: twice the grace, above the rate
+                writer.write(b"d" * 200)
+                await asyncio.sleep(0.1)
+            answer = await reader.readuntil(b'{"size": 2000}')
+            assert answer.startswith(b"HTTP/1.1 200")
+        finally:
+            writer.close()

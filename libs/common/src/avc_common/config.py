@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     max_request_head_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
     header_read_timeout: float = Field(default=10.0, gt=0)
     body_read_timeout: float = Field(default=60.0, gt=0)
+    body_min_rate: float = Field(default=500.0, ge=0)  # bytes/s after the first timeout; 0: off
     max_connections: int = Field(default=1000, ge=1)
     # `/metrics` on its own port (0: on the main port, next to the API).
     metrics_port: int = Field(default=0, ge=0, le=65535)
