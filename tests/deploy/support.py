@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -28,16 +29,10 @@ BIN: Final = Path(sys.executable).parent
 # virtualenv from deploy/tools/checkov.lock (`make deploy-tools`).
 CHECKOV: Final = ROOT / ".venv" / "tools" / "checkov" / "bin" / "checkov"
 
-# Modules holding every pydantic-settings class a component reads.
-SETTINGS_MODULES: Final = (
-    "avc_common.config",
-    "avc_gateway.config",
-    "avc_gateway.proxy.config",
-    "avc_upload.config",
-    "avc_media.settings",
-    "avc_stats.config",
-    "avc_webhooks.config",
-)
+# Packages whose `config`/`settings` modules hold every pydantic-settings class a component reads.
+PACKAGES: Final = (
+    "avc_common", "avc_gateway", "avc_upload", "avc_media", "avc_stats", "avc_webhooks",
+)  # fmt: skip
 # Read by the CLI itself (typer envvar), not by a settings class.
 CLI_VARIABLES: Final = frozenset({"AVC_TARGET"})
 
@@ -74,19 +69,42 @@ def _subclasses(cls: type) -> Iterator[type]:
 
 
 @cache
+def _import_settings_modules() -> tuple[Any, ...]:
+    modules = []
+    for package in PACKAGES:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+            if info.name.rsplit(".", 1)[-1] in ("config", "settings"):
+                modules.append(importlib.import_module(info.name))
+    return tuple(modules)
+
+
+@cache
+def deprecated_variables() -> frozenset[str]:
+    """Returns old variable names a settings module still reads (its `RENAMED_ENV`), with a
+    warning: real settings until they are removed, but new deployment files should not use
+    them."""
+    names: set[str] = set()
+    for module in _import_settings_modules():
+        names.update(getattr(module, "RENAMED_ENV", {}))
+    return frozenset(names)
+
+
+@cache
 def setting_variables() -> frozenset[str]:
     """Returns every `AVC_*` environment variable some settings class reads (or the CLI)."""
-    for module in SETTINGS_MODULES:
-        importlib.import_module(module)
+    _import_settings_modules()
     names: set[str] = set(CLI_VARIABLES)
-    for cls in _subclasses(BaseSettings):
+    classes = [c for c in _subclasses(BaseSettings) if c.__module__.startswith(PACKAGES)]
+    assert len(classes) >= 7, f"settings classes found: {classes}"
+    for cls in classes:
         prefix = str(cls.model_config.get("env_prefix", ""))
         if not prefix.startswith("AVC_"):
             continue
         for field_name, info in cls.model_fields.items():
             alias = info.validation_alias
             names.add(alias.upper() if isinstance(alias, str) else f"{prefix}{field_name}".upper())
-    return frozenset(names)
+    return frozenset(names | deprecated_variables())
 
 
 @cache

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ import pytest
 import yaml
 
 from avc_common.config import Settings
-from avc_media.worker import QUEUE as ENCODE_QUEUE
 
 from .crd_schemas import BY_KIND
 from .support import (
@@ -25,6 +25,7 @@ from .support import (
     K8S,
     OVERLAYS,
     cli_targets,
+    deprecated_variables,
     of_kind,
     rendered,
     run,
@@ -34,6 +35,9 @@ from .support import (
 
 KUBERNETES_VERSION = "1.30.0"  # the oldest version the manifests promise to work on
 SERVICES = ("upload", "media", "stats", "webhooks")
+# The media worker's queue (without the prefix); tests/reliability/test_media_worker_killed.py
+# checks on a live worker that this is the queue it consumes.
+ENCODE_QUEUE = "media.encode"
 WORKERS = ("media-worker", "webhooks-worker")
 Objects = tuple[dict[str, Any], ...]
 
@@ -131,6 +135,9 @@ def test_every_target_is_a_cli_target_and_every_setting_is_real(overlay: str) ->
         used |= set(config["data"])
     unknown = {v for v in used if v.startswith("AVC_")} - known
     assert not unknown, unknown
+    old_names = used & deprecated_variables()
+    if old_names:
+        warnings.warn(f"deprecated setting names in use: {sorted(old_names)}", stacklevel=1)
     assert not {v for v in used if not v.startswith("AVC_")}, used
 
 
