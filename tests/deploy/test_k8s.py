@@ -160,6 +160,13 @@ def test_dev_secret_has_every_key_the_manifests_reference() -> None:
     assert referenced <= set(secret["data"]), referenced - set(secret["data"])
 
 
+def test_the_documented_secret_command_creates_every_key() -> None:
+    docs = (K8S.parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"--from-literal=([a-z-]+)=", docs))
+    generated = set(of_kind(rendered("dev"), "Secret")[0]["data"])
+    assert documented == generated, documented ^ generated
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pods_are_locked_down_and_probed(overlay: str) -> None:
     for deployment in of_kind(rendered(overlay), "Deployment"):
