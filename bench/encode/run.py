@@ -40,12 +40,12 @@ from avc_common.logging import configure_logging
 from avc_common.runtime import Adapters
 from avc_common.web import LifespanManager
 from avc_media.app import create_app
+from avc_media.config import MediaSettings
 from avc_media.encoding import hls
 from avc_media.encoding.ffmpeg import find_binaries
 from avc_media.encoding.ladder import plan_ladder
 from avc_media.encoding.pipeline import POSTER_MAX_SHORT_SIDE
 from avc_media.encoding.probe import pixel_cap, probe_media
-from avc_media.settings import MediaSettings
 from avc_media.worker import create_worker_app
 
 TARGET_RATIO = 1.15
@@ -188,10 +188,10 @@ async def main() -> int:
 
     overrides: dict[str, Any] = {"playback_secret": SecretStr("p" * 48)}
     if args.preset:
-        overrides["media_x264_preset"] = args.preset
+        overrides["x264_preset"] = args.preset
     with tempfile.TemporaryDirectory(prefix="avc-bench-encode-") as tmp:
         root = Path(tmp)
-        settings = MediaSettings(media_work_dir=root / "work", **overrides)
+        settings = MediaSettings(work_dir=root / "work", **overrides)
         binaries = find_binaries(settings)
         source = root / "clip-720p.mp4"
         make_clip(binaries.ffmpeg, source, args.seconds)
@@ -200,7 +200,7 @@ async def main() -> int:
         print(
             f"clip: {info.duration_seconds:.0f} s {info.width}x{info.height} "
             f"{info.fps:g} fps H.264/AAC, {source.stat().st_size / 1e6:.1f} MB; "
-            f"preset {settings.media_x264_preset}; ladder {', '.join(r.name for r in rungs)}; "
+            f"preset {settings.x264_preset}; ladder {', '.join(r.name for r in rungs)}; "
             f"ffmpeg {binaries.ffmpeg}"
         )
         hand: list[float] = []

@@ -4,7 +4,6 @@ adapters (SQLite, local objects, in-memory bus), sharing one set of adapters as 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -14,46 +13,39 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from tests.support.assertions import eventually, internal_headers
 
 from avc_common.config import Settings
 from avc_common.events import Event, VideoUploaded
 from avc_common.ids import new_id
-from avc_common.internal_auth import INTERNAL_TOKEN_HEADER, Caller, mint_internal_token
 from avc_common.runtime import Adapters
 from avc_common.web import LifespanManager
 from avc_media.app import create_app
-from avc_media.settings import MediaSettings
+from avc_media.config import MediaSettings
 from avc_media.worker import create_worker_app
 
 INTERNAL_SECRET = "i" * 48
 PLAYBACK_SECRET = "p" * 48
 
 
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Asserts the exact public error shape; returns the body."""
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) <= {"error", "code", "request_id", "details"}, body
-    assert body["code"] == code, body
-    assert body["error"]
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
-
-
-def caller_headers(account_id: str, *, plan: str = "enterprise") -> dict[str, str]:
-    token = mint_internal_token(Caller(account_id=account_id, plan=plan), secret=INTERNAL_SECRET)
-    return {INTERNAL_TOKEN_HEADER: token}
+def caller_headers(
+    account_id: str, *, plan: str = "enterprise", request_id: str | None = None
+) -> dict[str, str]:
+    """What the gateway adds when it forwards a call of `account_id`."""
+    return internal_headers(account_id, secret=INTERNAL_SECRET, plan=plan, request_id=request_id)
 
 
 def media_settings(work: Path, **overrides: Any) -> MediaSettings:
     values: dict[str, Any] = {
         "playback_secret": SecretStr(PLAYBACK_SECRET),
-        "media_x264_preset": "ultrafast",
-        "media_work_dir": work,
-        "media_lease_seconds": 6.0,
-        "media_redrive_interval_seconds": 3600.0,
-        "media_redrive_after_seconds": 3600.0,
+        "x264_preset": "ultrafast",
+        "work_dir": work,
+        "lease_seconds": 6.0,
+        "redrive_interval_seconds": 3600.0,
+        "redrive_after_seconds": 3600.0,
     }
+    unknown = set(overrides) - set(MediaSettings.model_fields)
+    assert not unknown, f"not media settings: {unknown}"  # extra="ignore" would drop them
     values.update(overrides)
     return MediaSettings(**values)
 
@@ -136,24 +128,17 @@ class Media:
         self, account_id: str, video_id: str, *, within: float = 120.0
     ) -> dict[str, Any]:
         """Returns the video once it is no longer processing."""
-        deadline = time.monotonic() + within
-        while True:
-            video = await self.video(account_id, video_id)
-            if video["status"] != "processing":
-                return video
-            if time.monotonic() > deadline:
-                pytest.fail(f"{video_id} still processing after {within}s")
-            await asyncio.sleep(0.1)
+        latest: dict[str, Any] = {}
+
+        async def done() -> bool:
+            latest.update(await self.video(account_id, video_id))
+            return bool(latest["status"] != "processing")
+
+        await eventually(done, within=within, interval=0.1)
+        return latest
 
     def of_type(self, type_: str) -> list[Event]:
         return [e for e in self.events if e.type == type_]
-
-    async def until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
-        deadline = time.monotonic() + within
-        while not predicate():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {within}s")
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

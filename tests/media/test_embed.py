@@ -11,10 +11,10 @@ from tests.media.conftest import (
     PLAYBACK_SECRET,
     SEGMENT,
     Media,
-    assert_error,
     caller_headers,
     fake_ready,
 )
+from tests.support.assertions import assert_error, eventually
 
 from avc_common.ids import new_id
 from avc_media.playback import mint_playback_token
@@ -201,7 +201,7 @@ async def test_one_view_per_session_per_video_per_30_minutes(media: Media) -> No
         )
     ).json()["counted"]
 
-    await media.until(lambda: len(media.of_type("video.viewed")) == 5)
+    await eventually(lambda: len(media.of_type("video.viewed")) == 5)
     viewed = media.of_type("video.viewed")
     assert {e.account_id for e in viewed} == {"acct_a"}
     by_video = [(e.data["video_id"], e.data["session_id"]) for e in viewed]

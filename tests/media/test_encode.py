@@ -12,14 +12,17 @@ from typing import Any
 
 import pytest
 from tests.media.conftest import Media, caller_headers
+from tests.support.assertions import eventually
 from tests.support.videos import ffmpeg_exe, make_video
 
 from avc_common.events import ErrorInfo, Event, VideoEncoded, VideoFailed
 from avc_common.events import video_uploaded_event_id as uploaded_event_id
 from avc_common.timeutil import utcnow
+from avc_media.config import MediaSettings
 from avc_media.encoding.ffmpeg import find_binaries
 from avc_media.encoding.probe import probe_media
-from avc_media.settings import MediaSettings
+from avc_media.repository import Video
+from avc_media.worker import uploaded_event
 
 pytestmark = pytest.mark.slow
 ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
@@ -106,7 +109,7 @@ async def test_a_10s_720p_upload_becomes_a_playable_hls_ladder(
             assert info.duration_seconds == pytest.approx(10.0, abs=0.3)
 
         # Events: video.encoded with what was stored.
-        await media.until(lambda: bool(media.of_type("video.encoded")))
+        await eventually(lambda: bool(media.of_type("video.encoded")))
         [encoded] = media.of_type("video.encoded")
         payload = encoded.payload()
         assert isinstance(payload, VideoEncoded)
@@ -155,7 +158,7 @@ async def _failed_with(media: Media, video_id: str, code: str) -> dict[str, Any]
     assert "ffmpeg" not in message.lower()
     assert "\n" not in message
     assert video["hls_url"] is None
-    await media.until(
+    await eventually(
         lambda: any(e.data["video_id"] == video_id for e in media.of_type("video.failed"))
     )
     [event] = [e for e in media.of_type("video.failed") if e.data["video_id"] == video_id]
@@ -186,13 +189,13 @@ async def test_a_text_file_named_mp4_fails_with_a_clear_error(
 async def test_too_long_and_too_large_videos_fail(make_media: Any, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=3, width=320, height=240)
     async with make_media(
-        worker=True, media_max_duration_seconds=2, media_max_width=300, media_max_height=300
+        worker=True, max_duration_seconds=2, max_width=300, max_height=300
     ) as media:
         too_long = await media.upload("acct_a", clip)
         video = await _failed_with(media, too_long, "duration_exceeded")
         assert "0:03" in video["error"]["message"]
         assert "0:02" in video["error"]["message"]
-    async with make_media(worker=True, media_max_width=300, media_max_height=200) as media:
+    async with make_media(worker=True, max_width=300, max_height=200) as media:
         too_large = await media.upload("acct_a", clip)
         video = await _failed_with(media, too_large, "resolution_exceeded")
         assert "320x240" in video["error"]["message"]
@@ -204,9 +207,7 @@ async def test_a_missing_source_fails(make_media: Any) -> None:
         doc = await media.app.state.documents.collection("videos").find_one(
             {"_id": registered["video_id"]}
         )
-        from avc_media.worker import uploaded_event
-
-        await media.bus.publish(uploaded_event(doc))
+        await media.bus.publish(uploaded_event(Video.from_doc(doc)))
         await _failed_with(media, registered["video_id"], "source_missing")
 
 
@@ -229,7 +230,7 @@ async def test_redrive_requeues_stale_leases_and_forgotten_videos(
     make_media: Any, tmp_path: Path
 ) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=1, width=320, height=240)
-    async with make_media(worker=True, media_redrive_after_seconds=60) as media:
+    async with make_media(worker=True, redrive_after_seconds=60) as media:
         past = utcnow() - timedelta(minutes=5)
         dead = await _stored_unpublished(
             media,
@@ -260,7 +261,7 @@ async def test_redrive_requeues_stale_leases_and_forgotten_videos(
 
 async def test_too_many_attempts_fail_the_video(make_media: Any, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=1, width=320, height=240)
-    async with make_media(worker=True, media_max_encode_attempts=2) as media:
+    async with make_media(worker=True, max_encode_attempts=2) as media:
         video_id = await _stored_unpublished(
             media,
             clip,
@@ -276,7 +277,7 @@ async def test_a_live_lease_of_another_worker_is_waited_for(
     make_media: Any, tmp_path: Path
 ) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=1, width=320, height=240)
-    async with make_media(worker=True, media_lease_seconds=4) as media:
+    async with make_media(worker=True, lease_seconds=4) as media:
         # Another worker (dead, but its lease has 2 s left) holds the video; the bus
         # redelivers its message to us.
         video_id = await _stored_unpublished(
@@ -287,10 +288,8 @@ async def test_a_live_lease_of_another_worker_is_waited_for(
             encode_attempts=1,
         )
         doc = await media.app.state.documents.collection("videos").find_one({"_id": video_id})
-        from avc_media.worker import uploaded_event
-
         started = time.monotonic()
-        await media.bus.publish(uploaded_event(doc))
+        await media.bus.publish(uploaded_event(Video.from_doc(doc)))
         video = await media.wait_status("acct_a", video_id)
         assert video["status"] == "ready"
         assert time.monotonic() - started >= 1.5
@@ -303,7 +302,7 @@ async def test_deleting_a_video_mid_encode_stops_the_encode(
     make_media: Any, tmp_path: Path
 ) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=8, width=640, height=360)
-    async with make_media(worker=True, media_lease_seconds=2) as media:
+    async with make_media(worker=True, lease_seconds=2) as media:
         video_id = await media.upload("acct_a", clip)
         coll = media.app.state.documents.collection("videos")
         deadline = time.monotonic() + 30
@@ -343,7 +342,7 @@ async def test_events_left_in_the_outbox_are_sent_by_the_redrive(
         )
         counts = await media.worker_app.state.encode_worker.redrive_once()
         assert counts["outbox"] == 1
-        await media.until(lambda: bool(media.of_type("video.failed")))
+        await eventually(lambda: bool(media.of_type("video.failed")))
         assert media.of_type("video.failed")[0].id == parked.id
         doc = await coll.find_one({"_id": video_id})
         assert "outbox_at" not in doc
@@ -388,12 +387,11 @@ async def test_after_a_restart_with_the_in_process_bus_queued_videos_are_encoded
 
 async def test_duplicate_deliveries_encode_once(make_media: Any, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=2, width=320, height=240)
-    async with make_media(worker=True, media_encode_concurrency=2) as media:
+    async with make_media(worker=True, encode_concurrency=2) as media:
         video_id = await media.upload("acct_a", clip)
         doc = await media.app.state.documents.collection("videos").find_one({"_id": video_id})
-        from avc_media.worker import uploaded_event
-
-        await media.bus.publish(uploaded_event(doc))  # e.g. a re-drive racing the original
+        # e.g. a re-drive racing the original
+        await media.bus.publish(uploaded_event(Video.from_doc(doc)))
         assert (await media.wait_status("acct_a", video_id))["status"] == "ready"
         await asyncio.sleep(0.5)
         stored = await media.app.state.documents.collection("videos").find_one({"_id": video_id})

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from tests.support.videos import make_video
 
+from avc_media.config import MediaSettings
 from avc_media.encoding import probe
 from avc_media.encoding.colour import Colour, output_tags, sdr_filter
 from avc_media.encoding.framerate import output_rate, snap, sustained_rate
 from avc_media.encoding.plan import plan_encode
 from avc_media.encoding.probe import MediaRejected, is_sound_only, parse_ffprobe_json, read_facts
-from avc_media.settings import MediaSettings
 
 
 def _frames(rate: float, seconds: float, start: float = 0.0) -> list[float]:

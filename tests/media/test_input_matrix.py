@@ -160,7 +160,7 @@ async def test_what_an_upload_becomes(kind: Kind, make_media: Any, tmp_path: Pat
         pytest.skip(f"this ffmpeg has no {kind.needs_encoder} encoder to make the sample")
     source = tmp_path / f"source{kind.suffix}"
     await asyncio.to_thread(kind.make, source)
-    async with make_media(worker=True, media_ladder=kind.ladder, media_segment_seconds=2) as media:
+    async with make_media(worker=True, ladder=kind.ladder, segment_seconds=2) as media:
         video_id = await media.upload("acct_a", source)
         video = await media.wait_status("acct_a", video_id)
 

@@ -3,7 +3,8 @@ a 500), JSON that is not an object is 422 `validation_error`, on video PUT and v
 
 from __future__ import annotations
 
-from tests.media.conftest import Media, assert_error, caller_headers, fake_ready
+from tests.media.conftest import Media, caller_headers, fake_ready
+from tests.support.assertions import assert_error
 
 NESTED = b"[" * 5000 + b"]" * 5000
 NESTED_IN_OBJECT = b'{"title": ' + b"[" * 5000 + b"]" * 5000 + b"}"

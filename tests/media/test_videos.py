@@ -6,7 +6,8 @@ import asyncio
 import re
 from typing import Any
 
-from tests.media.conftest import Media, assert_error, caller_headers, fake_ready
+from tests.media.conftest import Media, caller_headers, fake_ready
+from tests.support.assertions import assert_error, eventually
 
 from avc_common.events import VideoDeleted
 from avc_common.ids import is_id, new_id
@@ -339,7 +340,7 @@ async def test_delete_removes_every_object_and_announces_the_bytes_freed(media: 
     assert renditions > 10_000
 
     response = await media.client.delete(
-        f"/api/v1/videos/{video_id}", headers={**caller_headers("acct_a"), "X-Request-ID": "del-1"}
+        f"/api/v1/videos/{video_id}", headers=caller_headers("acct_a", request_id="del-1")
     )
     assert response.status_code == 204
     assert response.content == b""
@@ -358,7 +359,7 @@ async def test_delete_removes_every_object_and_announces_the_bytes_freed(media: 
     )
     assert_error(again, 404, "not_found")
 
-    await media.until(lambda: bool(media.of_type("video.deleted")))
+    await eventually(lambda: bool(media.of_type("video.deleted")))
     [event] = media.of_type("video.deleted")
     assert event.account_id == "acct_a"
     assert event.request_id == "del-1"
@@ -394,7 +395,7 @@ async def test_an_interrupted_delete_is_finished_by_the_redrive(
         assert counts["deletes"] == 1
         assert await media.objects.list(f"videos/{video_id}") == []
         assert await coll.find_one({"_id": video_id}) is None
-        await media.until(lambda: bool(media.of_type("video.deleted")))
+        await eventually(lambda: bool(media.of_type("video.deleted")))
         deleted = media.of_type("video.deleted")[0].payload()
         assert isinstance(deleted, VideoDeleted)
         assert deleted.renditions_bytes > 0

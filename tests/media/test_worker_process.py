@@ -143,7 +143,7 @@ async def test_a_worker_killed_mid_encode_is_replaced_and_the_video_ends_ready(
         "AVC_BUS_EXCHANGE": exchange,
         "AVC_BUS_QUEUE_PREFIX": prefix,
         "AVC_INTERNAL_SECRET": INTERNAL_SECRET,
-        "AVC_PLAYBACK_SECRET": PLAYBACK_SECRET,
+        "AVC_MEDIA_PLAYBACK_SECRET": PLAYBACK_SECRET,
         "AVC_MEDIA_X264_PRESET": "ultrafast",
         "AVC_MEDIA_LADDER": "720,360",
         "AVC_MEDIA_LEASE_SECONDS": str(LEASE_SECONDS),

@@ -13,12 +13,12 @@ from avc_common.config import Settings
 from avc_common.logging import get_logger
 from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import Lifespan, create_service_app, package_version
+from avc_media.config import MediaSettings
 from avc_media.embed_routes import router as embed_router
 from avc_media.repository import ensure_indexes
 from avc_media.routes import internal_router, router
 from avc_media.secrets_store import resolve_playback_secret
 from avc_media.service import MediaContext
-from avc_media.settings import MediaSettings
 
 SERVICE: Final = "media"
 
@@ -35,7 +35,7 @@ def _media_lifespan(
             log.warning(
                 "playback_secret_from_data_dir",
                 path=str(path),
-                hint="set AVC_PLAYBACK_SECRET when several media replicas run",
+                hint="set AVC_MEDIA_PLAYBACK_SECRET when several media replicas run",
             )
         await ensure_indexes(app.state.documents)
         app.state.media = MediaContext.build(

@@ -33,6 +33,7 @@ from avc_media.playback import (
     object_key_for,
     parse_range,
 )
+from avc_media.repository import Visibility
 from avc_media.schemas import Embed, ViewAccepted, ViewReport
 
 router = APIRouter(tags=["embed"])
@@ -101,7 +102,7 @@ async def play(playback_token: str, file_path: str, request: Request, ctx: Conte
     key = object_key_for(grant.video_id, file_path)
     if key is None:
         raise NotFound("No such file.")
-    doc = await service.playable_video(ctx, grant)
+    video = await service.playable_video(ctx, grant)
     try:
         info = await ctx.objects.stat(key)
     except ObjectNotFound:
@@ -113,7 +114,9 @@ async def play(playback_token: str, file_path: str, request: Request, ctx: Conte
     headers = {
         "accept-ranges": "bytes",
         "cache-control": cache_control_for(
-            file_path, private=doc.get("visibility") == "private", seconds_left=seconds_left
+            file_path,
+            private=video.visibility is Visibility.PRIVATE,
+            seconds_left=seconds_left,
         ),
         "etag": etag,
         "last-modified": last_modified,

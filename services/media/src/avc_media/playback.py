@@ -88,6 +88,11 @@ _SEGMENT: Final = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 _MAX_DEPTH: Final = 3
 
 
+def source_prefix(video_id: str) -> str:
+    """Returns the storage prefix of a video's uploaded source (never served)."""
+    return f"sources/{video_id}"
+
+
 def video_prefix(video_id: str) -> str:
     """Returns the storage prefix of a video's playable files."""
     return f"videos/{video_id}"

@@ -56,10 +56,10 @@ async def update_video(
     video_id: str,
     caller: CurrentCaller,
     ctx: Context,
-    changes: Annotated[VideoUpdate, Depends(json_body(VideoUpdate))],
+    body: Annotated[VideoUpdate, Depends(json_body(VideoUpdate))],
 ) -> dict[str, Any]:
     return await service.update_video(
-        ctx, account_id=caller.account_id, video_id=video_id, changes=changes
+        ctx, account_id=caller.account_id, video_id=video_id, changes=body.changes()
     )
 
 
@@ -93,13 +93,13 @@ async def register_video(
 ) -> dict[str, Any]:
     """Registers an uploaded source as a video (201), or returns the video already registered
     for this upload (200). The upload service publishes `video.uploaded` afterwards."""
-    doc, created = await service.register_video(
+    video, created = await service.register_video(
         ctx,
         account_id=caller.account_id,
-        body=body,
+        registration=body,
         request_id=caller.request_id or current_request_id(),
     )
     if not created:
         response.status_code = 200
     # "processing" for a new video; a repeat after encoding says how it ended.
-    return {"video_id": doc["_id"], "embed_token": doc["embed_token"], "status": doc["status"]}
+    return {"video_id": video.id, "embed_token": video.embed_token, "status": video.status.value}

@@ -38,17 +38,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, Final
 
 import structlog
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from avc_common.bus import Bus, BusError, InMemoryBus
@@ -65,8 +63,9 @@ from avc_common.events import (
 from avc_common.ids import new_token
 from avc_common.logging import get_logger
 from avc_common.objects import ObjectStore
+from avc_common.periodic import periodic
 from avc_common.runtime import Adapters, adapters_lifespan
-from avc_common.timeutil import ensure_utc, utcnow
+from avc_common.timeutil import utcnow
 from avc_common.web import (
     Lifespan,
     add_readiness_check,
@@ -74,13 +73,22 @@ from avc_common.web import (
     metrics_registry,
     package_version,
 )
+from avc_media.config import MediaSettings
 from avc_media.encoding.ffmpeg import find_binaries
 from avc_media.encoding.pipeline import EncodeOutput, Encoder, encode_failed
 from avc_media.encoding.probe import MediaRejected
+from avc_media.metrics import EncodeMetrics
 from avc_media.playback import video_prefix
-from avc_media.repository import Deletions, Doc, EncodeJobs, ensure_indexes
+from avc_media.repository import (
+    Deletions,
+    Encoded,
+    EncodeJobs,
+    Rendition,
+    Video,
+    VideoError,
+    ensure_indexes,
+)
 from avc_media.service import finish_delete, publish_outbox
-from avc_media.settings import MediaSettings
 
 COMPONENT: Final = "media-worker"
 DATABASE: Final = "media"
@@ -89,68 +97,30 @@ ROUTING_KEYS: Final = ("video.uploaded",)
 BUS_MAX_ATTEMPTS: Final = 5
 BUS_RETRY_DELAY_SECONDS: Final = 5.0
 _REDRIVE_BATCH: Final = 100
-_ENCODE_BUCKETS: Final = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+_REDRIVE_JITTER: Final = 0.2
 
 log = get_logger(__name__)
 
 
-def uploaded_event(doc: Doc) -> Event:
+def uploaded_event(video: Video) -> Event:
     """Returns the `video.uploaded` event that re-queues a stored video."""
     payload = VideoUploaded(
-        video_id=doc["_id"],
-        upload_id=doc.get("upload_id"),
-        filename=doc["filename"],
-        title=doc.get("title"),
-        size_bytes=doc["size_bytes"],
-        sha256=doc.get("sha256"),
-        source_key=doc["source_key"],
+        video_id=video.id,
+        upload_id=video.upload_id,
+        filename=video.filename,
+        title=video.title,
+        size_bytes=video.size_bytes,
+        sha256=video.sha256,
+        source_key=video.source_key,
     )
     return Event(
-        id=doc.get("upload_event_id") or video_uploaded_event_id(doc["_id"]),
+        id=video.upload_event_id or video_uploaded_event_id(video.id),
         type=payload.type,
-        occurred_at=doc["created_at"],
-        account_id=doc["account_id"],
-        request_id=doc.get("request_id"),
+        occurred_at=video.created_at,
+        account_id=video.account_id,
+        request_id=video.request_id,
         data=payload.model_dump(mode="json"),
     )
-
-
-class EncodeMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.encodes = Counter(
-            "avc_media_encodes_total",
-            "Encodes by outcome (ready, failed, retry, lost, skipped).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.seconds = Histogram(
-            "avc_media_encode_seconds",
-            "Wall time of one encode (probe to stored), by outcome.",
-            ["outcome"],
-            buckets=_ENCODE_BUCKETS,
-            registry=registry,
-        )
-        self.queue_lag = Histogram(
-            "avc_media_encode_queue_lag_seconds",
-            "Time from registration to the start of the encode.",
-            buckets=_ENCODE_BUCKETS,
-            registry=registry,
-        )
-        self.in_progress = Gauge(
-            "avc_media_encodes_in_progress", "Encodes running now.", registry=registry
-        )
-        # Encode seconds per minute of video = rate(encode_seconds_sum) / rate(this) * 60.
-        self.video_seconds = Counter(
-            "avc_media_encoded_video_seconds",
-            "Seconds of source video encoded to ready.",
-            registry=registry,
-        )
-        self.redriven = Counter(
-            "avc_media_redriven_total",
-            "Work re-driven from the media database, by kind.",
-            ["kind"],
-            registry=registry,
-        )
 
 
 class _LeaseLost(Exception):
@@ -193,65 +163,57 @@ class EncodeWorker:
         with structlog.contextvars.bound_contextvars(
             video_id=payload.video_id, account_id=event.account_id, request_id=event.request_id
         ):
-            doc = await self.jobs.get(event.account_id, payload.video_id)
-            if doc is None or doc.get("deleted_at") is not None:
+            video = await self.jobs.get(event.account_id, payload.video_id)
+            if video is None or video.deleted:
                 log.info("encode_skipped", reason="no such video")
                 self.metrics.encodes.labels("skipped").inc()
                 return
-            if doc.get("upload_event_id") is None:
-                await self.jobs.remember_upload_event(doc["_id"], event.id)
-            if doc["status"] != "processing":
-                log.info("encode_skipped", reason=f"already {doc['status']}")
+            if video.upload_event_id is None:
+                await self.jobs.remember_upload_event(video.id, event.id)
+            if not video.processing:
+                log.info("encode_skipped", reason=f"already {video.status}")
                 self.metrics.encodes.labels("skipped").inc()
                 return
-            leased = await self._acquire(doc)
+            leased = await self._acquire(video)
             if leased is None:
                 self.metrics.encodes.labels("skipped").inc()
                 return
             await self._encode(leased)
 
-    async def _acquire(self, doc: Doc) -> Doc | None:
+    async def _acquire(self, video: Video) -> Video | None:
         """Returns the video leased to this worker; waits up to two lease periods while another
         worker's lease is live (it may be a dead worker's), then leaves it to that worker."""
-        lease = self.settings.media_lease_seconds
+        lease = self.settings.lease_seconds
         deadline = time.monotonic() + 2 * lease
         while True:
             leased = await self.jobs.acquire_lease(
-                doc["account_id"], doc["_id"], owner=self.owner, seconds=lease
+                video.account_id, video.id, owner=self.owner, seconds=lease
             )
             if leased is not None:
                 return leased
-            current = await self.jobs.get(doc["account_id"], doc["_id"])
-            if (
-                current is None
-                or current.get("deleted_at") is not None
-                or current["status"] != "processing"
-            ):
+            current = await self.jobs.get(video.account_id, video.id)
+            if current is None or current.deleted or not current.processing:
                 return None
             if time.monotonic() >= deadline:
                 log.info("encode_skipped", reason="held by a live worker")
                 return None
             await asyncio.sleep(min(lease / 4, max(0.05, deadline - time.monotonic())))
 
-    async def _encode(self, doc: Doc) -> None:
-        video_id = doc["_id"]
-        if int(doc.get("encode_attempts") or 0) > self.settings.media_max_encode_attempts:
-            await self._give_up(doc)
+    async def _encode(self, video: Video) -> None:
+        video_id = video.id
+        if video.encode_attempts > self.settings.max_encode_attempts:
+            await self._give_up(video)
             return
         task = asyncio.current_task()
         assert task is not None
         lost = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(video_id, lost, task), name="lease")
-        created = doc.get("created_at")
-        if created is not None:
-            self.metrics.queue_lag.observe(
-                max(0.0, (utcnow() - ensure_utc(created)).total_seconds())
-            )
+        self.metrics.queue_lag.observe(max(0.0, (utcnow() - video.created_at).total_seconds()))
         self.metrics.in_progress.inc()
         started = time.monotonic()
         outcome = "retry"
         try:
-            outcome = await self._encode_and_record(doc)
+            outcome = await self._encode_and_record(video)
         except asyncio.CancelledError:
             if lost.is_set() and task.uncancel() == 0:
                 log.warning("encode_lease_lost")
@@ -288,7 +250,7 @@ class EncodeWorker:
             await asyncio.sleep(interval)
             try:
                 held = await self.jobs.renew_lease(
-                    video_id, owner=self.owner, seconds=self.settings.media_lease_seconds
+                    video_id, owner=self.owner, seconds=self.settings.lease_seconds
                 )
             except Exception:
                 # The database is unreachable: keep encoding; recording the result checks the
@@ -300,114 +262,108 @@ class EncodeWorker:
                 task.cancel()
                 return
 
-    async def _encode_and_record(self, doc: Doc) -> str:
-        video_id, account_id = doc["_id"], doc["account_id"]
-        request_id = doc.get("request_id")
+    async def _encode_and_record(self, video: Video) -> str:
+        video_id = video.id
         try:
             async with self.encoder.encode(
-                video_id=video_id, source_key=doc["source_key"]
+                video_id=video_id, source_key=video.source_key
             ) as output:
                 if not await self.jobs.renew_lease(
-                    video_id, owner=self.owner, seconds=self.settings.media_lease_seconds
+                    video_id, owner=self.owner, seconds=self.settings.lease_seconds
                 ):
                     raise _LeaseLost()
                 stored = await self.encoder.store(video_id, output)
-                fields, event = self._ready(doc, output, stored)
+                result, event = self._ready(video, output, stored)
         except MediaRejected as rejected:
             log.info("encode_rejected", code=rejected.code)
-            fields, event = self._failed(doc, rejected)
-            if not await self.jobs.finish(video_id, owner=self.owner, fields=fields, event=event):
+            error, event = self._failed(video, rejected)
+            if not await self.jobs.finish(video_id, owner=self.owner, result=error, event=event):
                 raise _LeaseLost() from None
             await self._publish(video_id, event)
             return "failed"
-        if not await self.jobs.finish(video_id, owner=self.owner, fields=fields, event=event):
-            await self._discard_output(account_id, video_id)
+        if not await self.jobs.finish(video_id, owner=self.owner, result=result, event=event):
+            await self._discard_output(video.account_id, video_id)
             raise _LeaseLost()
-        self.metrics.video_seconds.inc(fields["duration_seconds"])
+        self.metrics.video_seconds.inc(result.duration_seconds)
         log.info(
             "encode_finished",
-            renditions=[r["name"] for r in fields["renditions"]],
+            renditions=[r.name for r in result.renditions],
             renditions_bytes=stored,
-            request_id=request_id,
+            request_id=video.request_id,
         )
         await self._publish(video_id, event)
         return "ready"
 
-    def _ready(self, doc: Doc, output: EncodeOutput, stored: int) -> tuple[dict[str, Any], Event]:
-        renditions = [
-            {
-                "name": r.rung.name,
-                "width": r.rung.width,
-                "height": r.rung.height,
-                "bitrate_kbps": round(r.average_bps / 1000),
-                "bandwidth": max(r.peak_bps, r.average_bps),
-                "average_bandwidth": r.average_bps,
-                "codecs": r.rung.codecs(audio=output.info.has_audio),
-                "segments": len(r.segments),
-                "bytes": r.media_bytes,
-            }
+    @staticmethod
+    def _ready(video: Video, output: EncodeOutput, stored: int) -> tuple[Encoded, Event]:
+        renditions = tuple(
+            Rendition(
+                name=r.rung.name,
+                width=r.rung.width,
+                height=r.rung.height,
+                bitrate_kbps=round(r.average_bps / 1000),
+                bandwidth=max(r.peak_bps, r.average_bps),
+                average_bandwidth=r.average_bps,
+                codecs=r.rung.codecs(audio=output.info.has_audio),
+                segments=len(r.segments),
+                bytes=r.media_bytes,
+            )
             for r in output.renditions
-        ]
-        fields = {
-            "status": "ready",
-            "duration_seconds": output.duration_seconds,
-            "width": output.info.width,
-            "height": output.info.height,
-            "has_audio": output.info.has_audio,
-            "renditions": renditions,
-            "renditions_bytes": stored,
-            "error": None,
-            "encoded_at": utcnow(),
-        }
+        )
+        result = Encoded(
+            duration_seconds=output.duration_seconds,
+            width=output.info.width,
+            height=output.info.height,
+            has_audio=output.info.has_audio,
+            renditions=renditions,
+            renditions_bytes=stored,
+        )
         event = Event.of(
             VideoEncoded(
-                video_id=doc["_id"],
-                duration_seconds=output.duration_seconds,
-                width=output.info.width,
-                height=output.info.height,
+                video_id=video.id,
+                duration_seconds=result.duration_seconds,
+                width=result.width,
+                height=result.height,
                 renditions=[
                     RenditionInfo(
-                        name=r["name"],
-                        width=r["width"],
-                        height=r["height"],
-                        bitrate_kbps=r["bitrate_kbps"],
+                        name=r.name, width=r.width, height=r.height, bitrate_kbps=r.bitrate_kbps
                     )
                     for r in renditions
                 ],
                 renditions_bytes=stored,
             ),
-            account_id=doc["account_id"],
-            request_id=doc.get("request_id"),
+            account_id=video.account_id,
+            request_id=video.request_id,
         )
-        return fields, event
+        return result, event
 
     @staticmethod
-    def _failed(doc: Doc, rejected: MediaRejected) -> tuple[dict[str, Any], Event]:
-        error = {"code": rejected.code, "message": rejected.message}
+    def _failed(video: Video, rejected: MediaRejected) -> tuple[VideoError, Event]:
+        error = VideoError(code=rejected.code, message=rejected.message)
         event = Event.of(
-            VideoFailed(video_id=doc["_id"], error=ErrorInfo(**error)),
-            account_id=doc["account_id"],
-            request_id=doc.get("request_id"),
+            VideoFailed(video_id=video.id, error=ErrorInfo(code=error.code, message=error.message)),
+            account_id=video.account_id,
+            request_id=video.request_id,
         )
-        return {"status": "failed", "error": error, "failed_at": utcnow()}, event
+        return error, event
 
-    async def _give_up(self, doc: Doc) -> None:
-        attempts = self.settings.media_max_encode_attempts
+    async def _give_up(self, video: Video) -> None:
+        attempts = self.settings.max_encode_attempts
         rejected = encode_failed(
             f"The video could not be encoded after {attempts} attempts. Re-export it as MP4 "
             "(H.264/AAC) and upload it again."
         )
-        fields, event = self._failed(doc, rejected)
-        if await self.jobs.finish(doc["_id"], owner=self.owner, fields=fields, event=event):
+        error, event = self._failed(video, rejected)
+        if await self.jobs.finish(video.id, owner=self.owner, result=error, event=event):
             log.warning("encode_gave_up", attempts=attempts)
             self.metrics.encodes.labels("failed").inc()
-            await self._publish(doc["_id"], event)
+            await self._publish(video.id, event)
 
     async def _discard_output(self, account_id: str, video_id: str) -> None:
         """Removes what this encode stored when the video was deleted meanwhile (another worker
         that took the video over stores its own output in place)."""
         current = await self.jobs.get(account_id, video_id)
-        if current is None or current.get("deleted_at") is not None:
+        if current is None or current.deleted:
             await self.objects.delete_prefix(video_prefix(video_id))
 
     async def _publish(self, video_id: str, event: Event) -> None:
@@ -427,22 +383,24 @@ class EncodeWorker:
         re-queued now (the bus lost its messages: the in-process bus after a restart)."""
         counts = {"lease_expired": 0, "never_started": 0, "outbox": 0, "deletes": 0}
         now = utcnow()
-        for doc in await self.jobs.stale_leases(now=now, limit=_REDRIVE_BATCH):
-            counts["lease_expired"] += await self._requeue(doc)
+        for video in await self.jobs.stale_leases(now=now, limit=_REDRIVE_BATCH):
+            counts["lease_expired"] += await self._requeue(video)
         queued_before = now - timedelta(
-            seconds=0 if requeue_unstarted else self.settings.media_redrive_after_seconds
+            seconds=0 if requeue_unstarted else self.settings.redrive_after_seconds
         )
-        for doc in await self.jobs.never_started(queued_before=queued_before, limit=_REDRIVE_BATCH):
-            counts["never_started"] += await self._requeue(doc)
-        grace = now - timedelta(seconds=self.settings.media_lease_seconds)
-        for doc in await self.jobs.pending_outbox(before=grace, limit=_REDRIVE_BATCH):
-            for event_id in await publish_outbox(self.bus, doc):
-                await self.jobs.sent(doc["_id"], event_id)
+        for video in await self.jobs.never_started(
+            queued_before=queued_before, limit=_REDRIVE_BATCH
+        ):
+            counts["never_started"] += await self._requeue(video)
+        grace = now - timedelta(seconds=self.settings.lease_seconds)
+        for video in await self.jobs.pending_outbox(before=grace, limit=_REDRIVE_BATCH):
+            for event_id in await publish_outbox(self.bus, video):
+                await self.jobs.sent(video.id, event_id)
                 counts["outbox"] += 1
-            await self.jobs.outbox_drained(doc["_id"], outbox_at=doc["outbox_at"])
-        for doc in await self.jobs.unfinished_deletes(before=grace, limit=_REDRIVE_BATCH):
+            await self.jobs.outbox_drained(video)
+        for video in await self.jobs.unfinished_deletes(before=grace, limit=_REDRIVE_BATCH):
             await finish_delete(
-                objects=self.objects, bus=self.bus, deletions=self.deletions, doc=doc
+                objects=self.objects, bus=self.bus, deletions=self.deletions, video=video
             )
             counts["deletes"] += 1
         for kind, n in counts.items():
@@ -452,47 +410,47 @@ class EncodeWorker:
             log.info("redriven", **counts)
         return counts
 
-    async def _requeue(self, doc: Doc) -> int:
-        if int(doc.get("encode_attempts") or 0) >= self.settings.media_max_encode_attempts:
+    async def _requeue(self, video: Video) -> int:
+        if video.encode_attempts >= self.settings.max_encode_attempts:
             rejected = encode_failed(
-                f"The video could not be encoded after {doc.get('encode_attempts')} attempts. "
+                f"The video could not be encoded after {video.encode_attempts} attempts. "
                 "Re-export it as MP4 (H.264/AAC) and upload it again."
             )
-            fields, event = self._failed(doc, rejected)
-            if await self.jobs.fail_unleased(doc["_id"], fields=fields, event=event):
-                await self._publish(doc["_id"], event)
+            error, event = self._failed(video, rejected)
+            if await self.jobs.fail_unleased(video.id, error=error, event=event):
+                await self._publish(video.id, event)
                 return 1
             return 0
         now = utcnow()
-        if not await self.jobs.claim_requeue(doc, now=now):
+        if not await self.jobs.claim_requeue(video, now=now):
             return 0
         try:
-            await self.bus.publish(uploaded_event(doc))
+            await self.bus.publish(uploaded_event(video))
         except BusError:
-            await self.jobs.unclaim_requeue(doc["_id"], queued_at=now)
+            await self.jobs.unclaim_requeue(video.id, queued_at=now)
             raise
-        log.info("encode_requeued", video_id=doc["_id"])
+        log.info("encode_requeued", video_id=video.id)
         return 1
 
-    async def redrive_forever(self, *, bus_forgets: bool = False) -> None:
-        """Re-drives on start and then every interval. `bus_forgets`: the bus keeps nothing
-        across restarts, so the first round re-queues every video no worker holds."""
-        interval = self.settings.media_redrive_interval_seconds
-        first = True
-        while True:
-            try:
-                await self.redrive_once(requeue_unstarted=first and bus_forgets)
-                first = False
-            except Exception:
-                log.exception("redrive_failed")
-            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+    def redrive_pass(self, *, bus_forgets: bool) -> Callable[[int], Awaitable[object]]:
+        """Returns one pass of the periodic re-drive. `bus_forgets`: the bus keeps nothing
+        across restarts, so the first pass to succeed re-queues every video no worker holds
+        (a failed first pass leaves that to the next one)."""
+        forgotten_requeued = not bus_forgets
+
+        async def run_once(pass_number: int) -> None:
+            nonlocal forgotten_requeued
+            await self.redrive_once(requeue_unstarted=not forgotten_requeued)
+            forgotten_requeued = True
+
+        return run_once
 
 
 def _worker_lifespan(settings: Settings, media_settings: MediaSettings) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         binaries = find_binaries(media_settings)
-        log.info("ffmpeg_selected", ffmpeg=binaries.ffmpeg, ffprobe=binaries.ffprobe)
+        log.info("ffmpeg_selected", ffmpeg=binaries.ffmpeg)
         db = app.state.documents
         await ensure_indexes(db)
         worker = EncodeWorker(
@@ -515,22 +473,23 @@ def _worker_lifespan(settings: Settings, media_settings: MediaSettings) -> Lifes
             QUEUE,
             ROUTING_KEYS,
             worker.handle,
-            prefetch=media_settings.media_encode_concurrency,
+            prefetch=media_settings.encode_concurrency,
             max_attempts=BUS_MAX_ATTEMPTS,
             retry_delay_seconds=BUS_RETRY_DELAY_SECONDS,
         )
         # The in-process bus (all-in-one) starts empty: what was queued before a restart is
         # gone, so the first re-drive re-queues every video not being encoded.
         forgets = isinstance(app.state.bus, InMemoryBus)
-        redrive = asyncio.create_task(
-            worker.redrive_forever(bus_forgets=forgets), name="media-redrive"
-        )
         try:
-            yield
+            async with periodic(
+                "media-redrive",
+                media_settings.redrive_interval_seconds,
+                worker.redrive_pass(bus_forgets=forgets),
+                jitter=_REDRIVE_JITTER,
+            ) as redrive:
+                app.state.media_redrive = redrive
+                yield
         finally:
-            redrive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await redrive
             await subscription.cancel()
 
     return lifespan

@@ -3,8 +3,7 @@ blocking the loop.
 
 Binaries: `AVC_MEDIA_FFMPEG_PATH` when set; else the system's (on PATH); else the static ffmpeg
 shipped in the imageio-ffmpeg wheel, so a fresh machine needs no apt. No ffprobe is needed:
-stream facts come from PyAV's bundled libraries (see `probe` and `avprobe`); an ffprobe found
-(`AVC_MEDIA_FFPROBE_PATH`, PATH) is only logged at start.
+stream facts come from PyAV's bundled libraries (see `probe` and `avprobe`).
 
 Every run is a subprocess awaited by asyncio (the event loop keeps serving heartbeats): stdin
 closed, a minimal environment (no proxy variables), its own session, killed when it runs past
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from avc_common.logging import get_logger
-from avc_media.settings import MediaSettings
+from avc_media.config import MediaSettings
 
 log = get_logger(__name__)
 
@@ -42,19 +41,16 @@ _PR_SET_PDEATHSIG: Final = 1
 @dataclass(frozen=True)
 class Binaries:
     ffmpeg: str
-    ffprobe: str | None
-    """Logged at start only: probing reads the streams through PyAV (`avprobe`)."""
 
 
 def find_binaries(settings: MediaSettings) -> Binaries:
-    """Returns the configured binaries, else the system's, else imageio-ffmpeg's static ffmpeg."""
-    ffmpeg = settings.media_ffmpeg_path or shutil.which("ffmpeg")
+    """Returns the configured ffmpeg, else the system's, else imageio-ffmpeg's static one."""
+    ffmpeg = settings.ffmpeg_path or shutil.which("ffmpeg")
     if not ffmpeg:
         import imageio_ffmpeg
 
         ffmpeg = str(imageio_ffmpeg.get_ffmpeg_exe())
-    ffprobe = settings.media_ffprobe_path or shutil.which("ffprobe")
-    return Binaries(ffmpeg=ffmpeg, ffprobe=ffprobe or None)
+    return Binaries(ffmpeg=ffmpeg)
 
 
 class FfmpegError(Exception):

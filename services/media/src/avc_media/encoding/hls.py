@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from avc_media.config import MediaSettings
 from avc_media.encoding.formats import INPUT_GUARDS
 from avc_media.encoding.framerate import rate_text
 from avc_media.encoding.ladder import Rung
 from avc_media.encoding.plan import EncodePlan
 from avc_media.encoding.probe import MediaInfo
-from avc_media.settings import MediaSettings
 
 KEYFRAME_SECONDS: Final = 2
 PLAYLIST: Final = "index.m3u8"
@@ -61,7 +61,7 @@ def encode_command(
         )
     # Input bounded by the duration cap: a header that lies about its length cannot make the
     # encode run on and on (the result is measured and checked afterwards).
-    limit = f"{settings.media_max_duration_seconds + 1:.3f}"
+    limit = f"{settings.max_duration_seconds + 1:.3f}"
     argv = [
         ffmpeg,
         "-hide_banner",
@@ -81,9 +81,7 @@ def encode_command(
         "-progress",
         "pipe:1",
     ]
-    threads = (
-        ["-threads", str(settings.media_ffmpeg_threads)] if settings.media_ffmpeg_threads else []
-    )
+    threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
     for i, rung in enumerate(rungs):
         rung_dir = out_dir / rung.name
         argv += ["-map", f"[v{i}]"]
@@ -93,7 +91,7 @@ def encode_command(
             "-c:v",
             "libx264",
             "-preset",
-            settings.media_x264_preset,
+            settings.x264_preset,
             "-profile:v",
             "high",
             "-level:v",
@@ -117,7 +115,7 @@ def encode_command(
             "-f",
             "hls",
             "-hls_time",
-            str(settings.media_segment_seconds),
+            str(settings.segment_seconds),
             "-hls_playlist_type",
             "vod",
             "-hls_flags",

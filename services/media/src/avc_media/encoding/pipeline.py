@@ -25,12 +25,12 @@ import anyio.to_thread
 
 from avc_common.logging import get_logger
 from avc_common.objects import LocalObjectStore, ObjectNotFound, ObjectStore, validate_key
+from avc_media.config import MediaSettings
 from avc_media.encoding import hls
 from avc_media.encoding.ffmpeg import Binaries, FfmpegTimeout, RunResult, run
 from avc_media.encoding.plan import plan_encode
 from avc_media.encoding.probe import MediaInfo, MediaRejected, check_limits, pixel_cap, probe_media
 from avc_media.playback import MASTER_PLAYLIST, THUMBNAIL, content_type_for, video_prefix
-from avc_media.settings import MediaSettings
 
 log = get_logger(__name__)
 
@@ -90,7 +90,7 @@ class Encoder:
         self.objects = objects
 
     def _work_root(self) -> str:
-        root = self.settings.media_work_dir
+        root = self.settings.work_dir
         if root is None:
             return tempfile.gettempdir()
         root.mkdir(parents=True, exist_ok=True)
@@ -106,11 +106,11 @@ class Encoder:
             raise MediaRejected(
                 "source_missing", "The uploaded file is missing. Upload the video again."
             ) from None
-        if info.size > self.settings.media_max_source_bytes:
+        if info.size > self.settings.max_source_bytes:
             raise MediaRejected(
                 "file_too_large",
                 f"The file is {info.size} bytes; the largest accepted file is "
-                f"{self.settings.media_max_source_bytes} bytes.",
+                f"{self.settings.max_source_bytes} bytes.",
             )
         if isinstance(self.objects, LocalObjectStore):
             path = Path(self.objects.root, *source_key.split("/"))
@@ -149,9 +149,8 @@ class Encoder:
             (r for r in rungs if min(r.width, r.height) <= POSTER_MAX_SHORT_SIDE), rungs[-1]
         )
         cap = pixel_cap(settings)
-        timeout = (
-            settings.media_encode_timeout_base_seconds
-            + settings.media_encode_timeout_factor * (info.duration_seconds or 0)
+        timeout = settings.encode_timeout_base_seconds + settings.encode_timeout_factor * (
+            info.duration_seconds or 0
         )
         log.info(
             "encode_started",
@@ -198,8 +197,8 @@ class Encoder:
             for attempt, argv in enumerate(poster, start=1):
                 poster_run = await run(
                     argv,
-                    limit=settings.media_probe_timeout_seconds,
-                    nice=settings.media_ffmpeg_nice,
+                    limit=settings.probe_timeout_seconds,
+                    nice=settings.ffmpeg_nice,
                 )
                 if poster_run.returncode == 0 and await anyio.Path(out_dir / THUMBNAIL).is_file():
                     break
@@ -209,7 +208,7 @@ class Encoder:
                     raise encode_failed()
                 if poster_run.killed_by_signal:
                     self._check(video_id, "poster", poster_run)
-            encode_run = await run(ladder, limit=timeout, nice=settings.media_ffmpeg_nice)
+            encode_run = await run(ladder, limit=timeout, nice=settings.ffmpeg_nice)
             self._check(video_id, "ladder", encode_run)
         except FfmpegTimeout as exc:
             log.warning("encode_timeout", video_id=video_id, output=exc.output[-4000:])

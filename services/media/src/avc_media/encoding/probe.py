@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from avc_common.logging import get_logger
+from avc_media.config import MediaSettings
 from avc_media.encoding.colour import Colour
 from avc_media.encoding.ffmpeg import Binaries, FfmpegTimeout, RunResult, run
 from avc_media.encoding.formats import INPUT_GUARDS
-from avc_media.settings import MediaSettings
 
 log = get_logger(__name__)
 
@@ -207,7 +207,7 @@ def progress_values(stdout: bytes) -> dict[str, str]:
 
 def pixel_cap(settings: MediaSettings) -> int:
     """Returns the largest frame (in pixels) a decoder is allowed to allocate."""
-    return settings.media_max_width * settings.media_max_height
+    return settings.max_width * settings.max_height
 
 
 def avprobe_command(path: Path, settings: MediaSettings) -> list[str]:
@@ -221,7 +221,7 @@ def avprobe_command(path: Path, settings: MediaSettings) -> list[str]:
         f"{SCAN_SECONDS:g}",
         # Leaves most of the probe's time limit to opening the file and the decode check.
         "--scan-budget",
-        f"{settings.media_probe_timeout_seconds / 3:g}",
+        f"{settings.probe_timeout_seconds / 3:g}",
         "--max-pixels",
         str(pixel_cap(settings)),
         str(path),
@@ -232,9 +232,7 @@ async def read_facts(path: Path, *, settings: MediaSettings) -> dict[str, Any]:
     """Returns what `avprobe` says of the file (ffprobe's JSON shape); raises MediaRejected
     when the file cannot be read, RuntimeError when the child itself failed (killed, or a
     broken installation: not the file's fault, so the encode is retried)."""
-    result = await _guarded(
-        avprobe_command(path, settings), limit=settings.media_probe_timeout_seconds
-    )
+    result = await _guarded(avprobe_command(path, settings), limit=settings.probe_timeout_seconds)
     try:
         data = json.loads(result.stdout)
     except ValueError:
@@ -250,7 +248,7 @@ async def read_facts(path: Path, *, settings: MediaSettings) -> dict[str, Any]:
 
 async def probe_media(binaries: Binaries, path: Path, *, settings: MediaSettings) -> MediaInfo:
     """Returns the facts of a playable video; raises MediaRejected for anything else."""
-    timeout = settings.media_probe_timeout_seconds
+    timeout = settings.probe_timeout_seconds
     data = await read_facts(path, settings=settings)
     info = parse_ffprobe_json(data)
     if info is None:
@@ -317,7 +315,7 @@ async def _measure_duration(binaries: Binaries, path: Path, settings: MediaSetti
             "pipe:1",
             "-",
         ],
-        limit=settings.media_probe_timeout_seconds,
+        limit=settings.probe_timeout_seconds,
     )
     out_time = progress_values(result.stdout).get("out_time_us", "")
     if result.returncode != 0 or not out_time.lstrip("-").isdigit() or int(out_time) <= 0:
@@ -346,7 +344,7 @@ def _clock(seconds: float) -> str:
 
 def check_limits(info: MediaInfo, settings: MediaSettings) -> None:
     """Raises MediaRejected when the video is longer or larger than this installation takes."""
-    cap = settings.media_max_duration_seconds
+    cap = settings.max_duration_seconds
     if info.duration_seconds is not None and info.duration_seconds > cap:
         raise MediaRejected(
             "duration_exceeded",
@@ -354,10 +352,10 @@ def check_limits(info: MediaInfo, settings: MediaSettings) -> None:
             "Trim it and upload it again.",
         )
     long_side, short_side = max(info.width, info.height), min(info.width, info.height)
-    if long_side > settings.media_max_width or short_side > settings.media_max_height:
+    if long_side > settings.max_width or short_side > settings.max_height:
         raise MediaRejected(
             "resolution_exceeded",
             f"The video is {info.width}x{info.height}; the largest accepted size is "
-            f"{settings.media_max_width}x{settings.media_max_height} (either orientation). "
+            f"{settings.max_width}x{settings.max_height} (either orientation). "
             "Scale it down and upload it again.",
         )
