@@ -17,6 +17,9 @@ from .platform import CHROMIUM_ARGS, Watch, chromium_path, screenshot, watch
 
 pytestmark = pytest.mark.slow
 
+# Small clips, one rendition, the fastest x264 preset: the tests need "ready", not quality.
+FAST_ENCODE = {"AVC_MEDIA_X264_PRESET": "ultrafast", "AVC_MEDIA_LADDER": "360"}
+
 
 @dataclass(frozen=True)
 class Platform:
@@ -44,13 +47,16 @@ def chromium() -> str:
 
 @pytest.fixture(scope="session")
 def platform(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with running_stack(tmp_path_factory.mktemp("dashboard")) as stack:
+    root = tmp_path_factory.mktemp("dashboard")
+    with running_stack(root, bus_url="memory://", extra_env=FAST_ENCODE) as stack:
         component = stack.start_all_in_one()
         yield Platform(stack, component.url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Any]:
+    """Per module, not per session: Playwright's sync API holds an event loop in this thread
+    while it runs, which the async tests of later directories cannot share."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
