@@ -28,6 +28,13 @@ def sample(url: str, series: str) -> float | None:
     return None
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # ended meanwhile
+        return []
+
+
 def encodes_in_progress(url: str) -> float:
     return sample(url, "avc_media_encodes_in_progress") or 0.0
 
@@ -56,10 +63,16 @@ def test_media_worker_killed_mid_encode_then_video_ready(
         while encodes_in_progress(worker.url) < 1:
             assert time.monotonic() < deadline, "the encode never started"
             time.sleep(0.1)
-        time.sleep(0.5)  # into ffmpeg's work, not its start
-        children = psutil.Process(worker.pid).children(recursive=True)
-        ffmpegs = [c for c in children if "ffmpeg" in " ".join(c.cmdline())]
-        assert ffmpegs, "no ffmpeg running: the encode was not in its middle"
+        # Wait for the encoder itself (the probe may run in a child of its own first).
+        while True:
+            children = psutil.Process(worker.pid).children(recursive=True)
+            ffmpegs = [c for c in children if "ffmpeg" in " ".join(_cmdline(c))]
+            if ffmpegs:
+                break
+            assert encodes_in_progress(worker.url) >= 1, "the encode ended before ffmpeg was seen"
+            assert time.monotonic() < deadline, "no ffmpeg within 60 s of the upload"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into ffmpeg's work, not its start
         killed_at = time.monotonic()
         pid = system.kill9("media-worker")
         assert system.video(video_id)["status"] == "processing"
