@@ -81,9 +81,8 @@ def _import_settings_modules() -> tuple[Any, ...]:
 
 @cache
 def deprecated_variables() -> frozenset[str]:
-    """Returns old variable names a settings module still reads (its `RENAMED_ENV`), with a
-    warning: real settings until they are removed, but new deployment files should not use
-    them."""
+    """Returns old variable names a settings module still reads (its `RENAMED_ENV`) with a
+    warning: they still work, but the deployment files must not use them."""
     names: set[str] = set()
     for module in _import_settings_modules():
         names.update(getattr(module, "RENAMED_ENV", {}))

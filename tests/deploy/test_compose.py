@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +70,7 @@ def test_every_avc_variable_is_a_real_setting(compose: dict[str, Any]) -> None:
     assert used, "no AVC_* variable found"
     assert not used - known, sorted(used - known)
     old_names = used & deprecated_variables()
-    if old_names:
-        warnings.warn(f"deprecated setting names in use: {sorted(old_names)}", stacklevel=1)
+    assert not old_names, f"renamed settings (the old names only warn now): {sorted(old_names)}"
 
 
 def test_only_the_gateway_is_published_and_workers_can_be_scaled(compose: dict[str, Any]) -> None:

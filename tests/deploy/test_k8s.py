@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +135,7 @@ def test_every_target_is_a_cli_target_and_every_setting_is_real(overlay: str) ->
     unknown = {v for v in used if v.startswith("AVC_")} - known
     assert not unknown, unknown
     old_names = used & deprecated_variables()
-    if old_names:
-        warnings.warn(f"deprecated setting names in use: {sorted(old_names)}", stacklevel=1)
+    assert not old_names, f"renamed settings (the old names only warn now): {sorted(old_names)}"
     assert not {v for v in used if not v.startswith("AVC_")}, used
 
 
