@@ -259,6 +259,25 @@ async def test_redrive_requeues_stale_leases_and_forgotten_videos(
         assert again["lease_expired"] == again["never_started"] == 0
 
 
+async def test_the_worker_redrives_periodically_for_its_lifetime(
+    make_media: Any, tmp_path: Path
+) -> None:
+    clip = make_video(tmp_path / "clip.mp4", seconds=1, width=320, height=240)
+    async with make_media(
+        worker=True, redrive_interval_seconds=0.2, redrive_after_seconds=0.5
+    ) as media:
+        redrive = media.worker_app.state.media_redrive
+        await eventually(lambda: redrive.stats.passes >= 1)
+        # Stored after the first pass: only a later pass can find it.
+        video_id = await _stored_unpublished(media, clip)
+        video = await media.wait_status("acct_a", video_id, within=60)
+        assert video["status"] == "ready", video["error"]
+        assert [e.data["video_id"] for e in media.of_type("video.uploaded")] == [video_id]
+        assert redrive.stats.passes >= 2
+        assert redrive.stats.failures == 0
+    assert not redrive.running  # stopped with the app
+
+
 async def test_too_many_attempts_fail_the_video(make_media: Any, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=1, width=320, height=240)
     async with make_media(worker=True, max_encode_attempts=2) as media:

@@ -300,8 +300,10 @@ async def test_update_validates(media: Media) -> None:
     assert_error(
         await media.client.put(url, headers=headers, content=huge), 413, "payload_too_large"
     )
-    # Unknown presets (or another account's) are refused.
+    # Unknown presets (or another account's) are refused; so is what cannot be a preset id.
     response = await media.client.put(url, headers=headers, json={"preset_id": new_id("pre")})
+    assert_error(response, 422, "preset_not_found")
+    response = await media.client.put(url, headers=headers, json={"preset_id": "garbage"})
     assert_error(response, 422, "preset_not_found")
     assert (await media.video("acct_a", video_id))["title"] == "A clip"
 

@@ -433,15 +433,12 @@ class EncodeWorker:
         return 1
 
     def redrive_pass(self, *, bus_forgets: bool) -> Callable[[int], Awaitable[object]]:
-        """Returns one pass of the periodic re-drive. `bus_forgets`: the bus keeps nothing
-        across restarts, so the first pass to succeed re-queues every video no worker holds
-        (a failed first pass leaves that to the next one)."""
-        forgotten_requeued = not bus_forgets
+        """Returns one pass of the periodic re-drive (`avc_common.periodic`). `bus_forgets`: the
+        bus keeps nothing across restarts, so the first pass re-queues every video no worker
+        holds (should that pass fail, the `redrive_after_seconds` rule finds them later)."""
 
         async def run_once(pass_number: int) -> None:
-            nonlocal forgotten_requeued
-            await self.redrive_once(requeue_unstarted=not forgotten_requeued)
-            forgotten_requeued = True
+            await self.redrive_once(requeue_unstarted=bus_forgets and pass_number == 0)
 
         return run_once
 
