@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,15 @@ def _chunk_posts(platform: Platform) -> int:
     )
 
 
+def _chunk_posts_reach(platform: Platform, count: int) -> int:
+    """Waits (up to 30 s) until the access log holds `count` chunk posts; returns how many it
+    holds then. A request's access line is written just after its answer, so it may lag."""
+    deadline = time.monotonic() + 30
+    while (seen := _chunk_posts(platform)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return seen
+
+
 def test_reload_mid_upload_resumes_without_resending_stored_chunks(
     platform: Platform, tab: Tab, big_clip: bytes
 ) -> None:
@@ -188,7 +198,7 @@ def test_reload_mid_upload_resumes_without_resending_stored_chunks(
         route.abort("connectionreset")
     page.unroute("**/dashboard/api/v1/upload/chunk")
     page.reload()
-    assert _chunk_posts(platform) - before == 2
+    assert _chunk_posts_reach(platform, before + 2) - before == 2
     assert "unfinished upload" in page.locator("#uploads").inner_text()
     screenshot(page, "videos-resume-note")
 
@@ -196,7 +206,7 @@ def test_reload_mid_upload_resumes_without_resending_stored_chunks(
     row = page.locator("#uploads li.upload", has_text="big.mp4")
     row.locator(".state", has_text="uploaded").wait_for(timeout=60_000)
     # Only the missing chunks went up the second time.
-    assert _chunk_posts(platform) - before == total
+    assert _chunk_posts_reach(platform, before + total) - before == total
     video_id = row.get_attribute("data-video-id")
     assert video_id
     status = page.evaluate(f"() => avc.call('GET', 'upload/{upload_id}')")

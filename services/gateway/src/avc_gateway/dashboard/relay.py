@@ -1,6 +1,6 @@
 """`/dashboard/api/…`: the browser's script calls the public API through here, as the session's
 user, so its token never reaches the page (see `session`). `/dashboard/api/v1/videos` is
-`/api/v1/videos`; bodies stream both ways (upload chunks are 5 MiB).
+`/api/v1/videos`; request bodies stream through (upload chunks are 5 MiB).
 
 State-changing calls must carry the page's CSRF token in `X-CSRF-Token` and come from our
 origin. Without a session the answer is the public 401 shape, which the script turns into a
@@ -9,12 +9,11 @@ trip to the login page.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Final
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from avc_common.errors import NotFound, Unauthorized
 from avc_gateway.dashboard.guard import check_csrf
@@ -55,22 +54,16 @@ async def relay(request: Request, rest: str) -> Response:
         raise NotFound()
     headers = {k: v for k in _REQUEST_HEADERS if (v := request.headers.get(k))}
     api = PublicApi(request, token)
-    context = api.relay(
+    async with api.relay(
         request.method,
         "/api/v1/" + rest,
         query=request.scope.get("query_string", b""),
         body=request.stream(),
         headers=headers,
-    )
-    upstream = await context.__aenter__()
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in upstream.aiter_raw():
-                yield chunk
-        finally:
-            await context.__aexit__(None, None, None)
-
+    ) as upstream:
+        # Answers of the public API are small JSON documents: read whole, so nothing is left
+        # open when the browser goes away before reading.
+        content = await upstream.aread()
     kept = {k: v for k in _RESPONSE_HEADERS if (v := upstream.headers.get(k))}
     kept["cache-control"] = "no-store"
-    return StreamingResponse(body(), status_code=upstream.status_code, headers=kept)
+    return Response(content, status_code=upstream.status_code, headers=kept)
