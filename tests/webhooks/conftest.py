@@ -2,9 +2,9 @@
 real local HTTPS receiver (trustme certificates, asyncio TLS server on 127.0.0.1 / ::1).
 
 The sender reaches the receiver as `https://receiver.test:<port>/…`: an injected resolver maps
-`receiver.test` to 127.0.0.1, the worker trusts the trustme CA through `AVC_WEBHOOK_CA_FILE`,
+`receiver.test` to 127.0.0.1, the worker trusts the trustme CA through `AVC_WEBHOOKS_CA_FILE`,
 and the SSRF refusal is relaxed for exactly the receiver's address through
-`AVC_WEBHOOK_ALLOWED_NETWORKS` (the certificate is for `receiver.test` only, so the TLS
+`AVC_WEBHOOKS_ALLOWED_NETWORKS` (the certificate is for `receiver.test` only, so the TLS
 handshake also proves SNI and verification use the host name, not the pinned IP).
 """
 

@@ -22,9 +22,9 @@ async def test_view_threshold_reaches_the_receiver(
     tmp_path: Path, ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # All-in-one builds the components from the environment, like `avcaption serve` does.
-    monkeypatch.setenv("AVC_WEBHOOK_CA_FILE", str(ca_file))
-    monkeypatch.setenv("AVC_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
-    monkeypatch.setenv("AVC_WEBHOOK_POLL_INTERVAL_SECONDS", "0.05")
+    monkeypatch.setenv("AVC_WEBHOOKS_CA_FILE", str(ca_file))
+    monkeypatch.setenv("AVC_WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+    monkeypatch.setenv("AVC_WEBHOOKS_POLL_INTERVAL_SECONDS", "0.05")
     receiver = await Receiver(ca, cert_host="localhost").start()
     app = create_all_in_one_app(Settings(data_dir=tmp_path, internal_secret=SECRET))
     services = app.front.state.service_apps

@@ -295,13 +295,13 @@ async def test_the_transport_refuses_any_other_host(receiver: Receiver, ca_file:
 def test_settings_parse_lists_from_the_environment(monkeypatch: Any) -> None:
     from avc_webhooks.config import WebhookSettings
 
-    monkeypatch.setenv("AVC_WEBHOOK_RETRY_SCHEDULE", "1, 2.5,10")
-    monkeypatch.setenv("AVC_WEBHOOK_ALLOWED_NETWORKS", "10.20.0.0/16,fd00::/8")
-    monkeypatch.setenv("AVC_WEBHOOK_ALLOW_INSECURE", "1")
+    monkeypatch.setenv("AVC_WEBHOOKS_RETRY_SCHEDULE", "1, 2.5,10")
+    monkeypatch.setenv("AVC_WEBHOOKS_ALLOWED_NETWORKS", "10.20.0.0/16,fd00::/8")
+    monkeypatch.setenv("AVC_WEBHOOKS_ALLOW_INSECURE", "1")
     settings = WebhookSettings()
     assert settings.retry_schedule == (1.0, 2.5, 10.0)
     assert [str(n) for n in settings.networks] == ["10.20.0.0/16", "fd00::/8"]
     assert settings.allow_insecure is True
-    monkeypatch.setenv("AVC_WEBHOOK_ALLOWED_NETWORKS", "not-a-network")
+    monkeypatch.setenv("AVC_WEBHOOKS_ALLOWED_NETWORKS", "not-a-network")
     with pytest.raises(ValueError, match="not-a-network"):
         WebhookSettings()

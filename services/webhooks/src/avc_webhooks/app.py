@@ -26,7 +26,7 @@ def create_app(
     webhook_settings: WebhookSettings | None = None,
     resolver: Resolver | None = None,
 ) -> FastAPI:
-    """Returns the webhooks app (`webhook_settings` default to the `AVC_WEBHOOK_*`
+    """Returns the webhooks app (`webhook_settings` default to the `AVC_WEBHOOKS_*`
     environment; `resolver` replaces the system DNS resolver, for tests)."""
     settings = settings if settings is not None else Settings()
     webhook_settings = webhook_settings if webhook_settings is not None else WebhookSettings()

@@ -1,5 +1,9 @@
-"""The webhooks service's own settings (`AVC_WEBHOOK_*`), read by the webhooks API and by the
-`webhooks-worker` that sends deliveries."""
+"""The webhooks service's own settings (`AVC_WEBHOOKS_*`), read by the webhooks API and by the
+`webhooks-worker` that sends deliveries.
+
+Until the next release every old `AVC_WEBHOOK_<FIELD>` name (`RENAMED_ENV`) still works, with a
+warning at start.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,20 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from avc_common.config_compat import with_deprecated_env
 
 DEFAULT_RETRY_SCHEDULE: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Seconds before each retry: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (API.md)."""
 MAX_RETRIES: Final = 50
+ENV_PREFIX: Final = "AVC_WEBHOOKS_"
+OLD_ENV_PREFIX: Final = "AVC_WEBHOOK_"
 
 
 def _split(value: Any) -> Any:
@@ -28,7 +41,7 @@ def _split(value: Any) -> Any:
 
 
 class WebhookSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AVC_WEBHOOK_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # Development only: allows `http://` URLs and loopback/private/link-local targets.
     allow_insecure: bool = False
@@ -60,6 +73,21 @@ class WebhookSettings(BaseSettings):
     max_endpoints_per_account: int = Field(default=20, ge=1)
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return with_deprecated_env(
+            settings_cls,
+            (init_settings, env_settings, dotenv_settings, file_secret_settings),
+            renamed=RENAMED_ENV,
+        )
+
     @field_validator("retry_schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
@@ -89,3 +117,9 @@ class WebhookSettings(BaseSettings):
     @property
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.allowed_networks)
+
+
+RENAMED_ENV: Final = {
+    f"{OLD_ENV_PREFIX}{name}".upper(): name for name in WebhookSettings.model_fields
+}
+"""Old variable -> field: every setting was `AVC_WEBHOOK_<FIELD>` (now `AVC_WEBHOOKS_<FIELD>`)."""

@@ -1,7 +1,7 @@
 """The sender loop of `webhooks-worker`: claims due deliveries, sends them, schedules retries.
 
 Claiming is one atomic find-and-update that leases the delivery to this worker (a new token per
-claim) for `AVC_WEBHOOK_LEASE_SECONDS`, longer than an attempt may take; the result is stored
+claim) for `AVC_WEBHOOKS_LEASE_SECONDS`, longer than an attempt may take; the result is stored
 only under that token, so two workers never send the same attempt concurrently. A worker that
 dies mid-attempt leaves a lease that runs out, and the delivery is claimed again (the receiver
 may then see the same `webhook-id` twice, which is what it is there for).

@@ -14,8 +14,8 @@ Two halves, used together on every attempt and when an endpoint is saved:
   verification, and the `Host` header is the URL's; redirects are never followed (httpx's
   `follow_redirects=False`, and each attempt builds a new transport for one checked target).
 
-`AVC_WEBHOOK_ALLOW_INSECURE=1` (development only) allows `http` and any address;
-`AVC_WEBHOOK_ALLOWED_NETWORKS` exempts chosen CIDRs from the address refusal (https still
+`AVC_WEBHOOKS_ALLOW_INSECURE=1` (development only) allows `http` and any address;
+`AVC_WEBHOOKS_ALLOWED_NETWORKS` exempts chosen CIDRs from the address refusal (https still
 required). Both are operator settings, never per endpoint.
 """
 

@@ -65,7 +65,7 @@ def create_worker_app(
     webhook_settings: WebhookSettings | None = None,
     resolver: Resolver | None = None,
 ) -> FastAPI:
-    """Returns the webhooks worker app (`webhook_settings` default to `AVC_WEBHOOK_*`;
+    """Returns the webhooks worker app (`webhook_settings` default to `AVC_WEBHOOKS_*`;
     `resolver` replaces the system DNS resolver, for tests)."""
     settings = settings if settings is not None else Settings()
     webhook_settings = webhook_settings if webhook_settings is not None else WebhookSettings()
