@@ -3,9 +3,7 @@ with helpers to publish video events on its bus and wait for them to be counted.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from tests.support.assertions import eventually, internal_headers
 
 from avc_common.bus import Bus
 from avc_common.config import Settings
@@ -29,7 +28,6 @@ from avc_common.events import (
     VideoViewed,
 )
 from avc_common.ids import new_id
-from avc_common.internal_auth import INTERNAL_TOKEN_HEADER, Caller, mint_internal_token
 from avc_common.runtime import Adapters
 from avc_common.web import LifespanManager
 from avc_stats.app import create_app
@@ -41,21 +39,7 @@ SECRET = "s" * 40
 
 def auth(account_id: str, plan: str = "starter") -> dict[str, str]:
     """Returns the headers the gateway would add for `account_id`."""
-    token = mint_internal_token(Caller(account_id=account_id, plan=plan), secret=SECRET)
-    return {INTERNAL_TOKEN_HEADER: token}
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 10.0, interval: float = 0.02
-) -> None:
-    """Waits until `check()` is true; fails the test after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(interval)
+    return internal_headers(account_id, secret=SECRET, plan=plan)
 
 
 def uploaded(video_id: str, account_id: str, size: int) -> Event:

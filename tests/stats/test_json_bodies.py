@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from tests.support.assertions import assert_error
+
 from .conftest import StatsHarness, auth
 
 URL = "/api/v1/stats/thresholds"
@@ -16,10 +18,8 @@ async def test_thresholds_put(harness: StatsHarness) -> None:
         b'{"views": [' + b"[" * 40 + b"]" * 40 + b"]}",
     ):
         response = await harness.client.put(URL, headers=headers, content=body)
-        assert response.status_code == 400, response.text
-        assert response.json()["code"] == "bad_request"
-        assert response.json()["request_id"] == response.headers["x-request-id"]
+        assert_error(response, 400, "bad_request")
     response = await harness.client.put(URL, headers=headers, content=b"[]")
-    assert response.status_code == 422, response.text
-    assert response.json()["details"]["errors"][0]["loc"] == ["body"]
+    body = assert_error(response, 422, "validation_error")
+    assert body["details"]["errors"][0]["loc"] == ["body"]
     assert (await harness.client.get(URL, headers=headers)).json() == {"views": [100, 1000, 10000]}

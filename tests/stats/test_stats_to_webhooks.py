@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
+from tests.support.assertions import eventually
 
 from avc_common.events import Event
 from avc_common.ids import new_id
@@ -19,7 +20,7 @@ from avc_stats.config import StatsSettings
 from avc_webhooks.app import create_app as create_webhooks_app
 from avc_webhooks.config import WebhookSettings
 
-from .conftest import auth, eventually, make_settings, uploaded, viewed
+from .conftest import auth, make_settings, uploaded, viewed
 
 
 async def _resolve(host: str, port: int) -> list[str]:

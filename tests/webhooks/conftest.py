@@ -17,7 +17,7 @@ import hmac
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +27,11 @@ import httpx
 import pytest
 import trustme
 from fastapi import FastAPI
+from tests.support.assertions import eventually, internal_headers
 
 from avc_common.config import Settings
 from avc_common.events import Event
 from avc_common.ids import new_id
-from avc_common.internal_auth import INTERNAL_TOKEN_HEADER, Caller, mint_internal_token
 from avc_common.runtime import Adapters
 from avc_common.web import LifespanManager
 from avc_webhooks.app import create_app
@@ -45,21 +45,7 @@ PUBLIC_IP = "93.184.216.34"  # a public address; nothing connects to it in these
 
 def auth(account_id: str, plan: str = "enterprise") -> dict[str, str]:
     """Returns the headers the gateway would add for `account_id`."""
-    token = mint_internal_token(Caller(account_id=account_id, plan=plan), secret=SECRET)
-    return {INTERNAL_TOKEN_HEADER: token}
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 10.0, interval: float = 0.02
-) -> None:
-    """Waits until `check()` is true; fails the test after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(interval)
+    return internal_headers(account_id, secret=SECRET, plan=plan)
 
 
 def verify_standard_webhook(

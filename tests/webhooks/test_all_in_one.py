@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+from tests.support.assertions import eventually
 
 from avc_common.config import Settings
 from avc_common.events import Event, VideoViewed
@@ -15,7 +16,7 @@ from avc_common.ids import new_id
 from avc_common.web import LifespanManager
 from avcaption.allinone import create_all_in_one_app
 
-from .conftest import SECRET, Receiver, auth, eventually, verify_standard_webhook
+from .conftest import SECRET, Receiver, auth, verify_standard_webhook
 
 
 async def test_view_threshold_reaches_the_receiver(

@@ -12,6 +12,8 @@ from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
+from tests.support.assertions import assert_error, eventually
+
 from avc_common.events import (
     ErrorInfo,
     Event,
@@ -36,7 +38,6 @@ from .conftest import (
     Reply,
     WebhooksHarness,
     auth,
-    eventually,
     receiver_settings,
     verify_standard_webhook,
 )
@@ -226,8 +227,7 @@ async def test_410_disables_the_endpoint(harness: WebhooksHarness, receiver: Rec
     retry = await harness.client.post(
         f"/api/v1/webhooks/deliveries/{delivery['id']}/retry", headers=auth(harness.account_id)
     )
-    assert retry.status_code == 409
-    assert retry.json()["code"] == "webhook_disabled"
+    assert_error(retry, 409, "webhook_disabled")
     metrics = (await harness.client.get("/metrics")).text
     assert "avc_webhook_deliveries_created_total" in metrics
 

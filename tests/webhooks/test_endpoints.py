@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from tests.support.assertions import assert_error
 
 from avc_common.events import PUBLIC_EVENT_TYPES
 from avc_common.ids import new_id
@@ -14,15 +15,6 @@ from avc_common.ids import new_id
 from .conftest import WebhooksHarness, auth
 
 URL = "https://public.test/hooks/avc"
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert set(body) <= {"error", "code", "request_id", "details"}
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 async def test_create_returns_the_secret_once(harness: WebhooksHarness) -> None:

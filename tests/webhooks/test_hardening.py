@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.support.assertions import assert_error
 
 from avc_webhooks.ssrf import UrlPolicy, UrlRefused
 
 from .conftest import WebhooksHarness, auth
-from .test_endpoints import URL, assert_error
+from .test_endpoints import URL
 
 NESTED = b"[" * 5000 + b"]" * 5000
 NESTED_IN_OBJECT = b'{"url": "' + URL.encode() + b'", "events": ' + b"[" * 5000 + b"]" * 5000 + b"}"

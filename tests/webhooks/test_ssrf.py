@@ -12,6 +12,7 @@ import pytest
 import trustme
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.assertions import assert_error, eventually
 
 from avc_common.config import Settings
 from avc_common.events import ErrorInfo, Event, VideoFailed
@@ -30,7 +31,6 @@ from .conftest import (
     Receiver,
     WebhooksHarness,
     auth,
-    eventually,
     ipv6_loopback_available,
     receiver_settings,
     static_resolver,
@@ -169,9 +169,7 @@ async def test_refused_at_create_time(tmp_path: Path, ca_file: Path, url: str) -
         response = await h.client.post(
             "/api/v1/webhooks", headers=auth(h.account_id), json={"url": url}
         )
-        assert response.status_code == 422, response.text
-        body = response.json()
-        assert body["code"] == "invalid_webhook_url"
+        body = assert_error(response, 422, "invalid_webhook_url")
         assert body["details"]["reason"] in {"address", "scheme"}
         assert "http" in body["error"] or "address" in body["error"]
 

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from avc_common.config_compat import with_deprecated_env
+from avc_webhooks.ssrf import Resolver, UrlPolicy
 
 DEFAULT_RETRY_SCHEDULE: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Seconds before each retry: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (API.md)."""
@@ -113,6 +114,15 @@ class WebhookSettings(BaseSettings):
         for network in value:
             ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
         return value
+
+    def url_policy(self, resolver: Resolver | None = None) -> UrlPolicy:
+        """Returns the SSRF policy these settings describe (`resolver`: tests' DNS)."""
+        return UrlPolicy(
+            allow_insecure=self.allow_insecure,
+            allowed_networks=self.networks,
+            resolver=resolver,
+            dns_timeout=self.dns_timeout_seconds,
+        )
 
     @property
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

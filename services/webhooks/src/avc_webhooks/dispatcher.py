@@ -1,4 +1,6 @@
-"""The sender loop of `webhooks-worker`: claims due deliveries, sends them, schedules retries.
+"""What `webhooks-worker` does with due deliveries: claims them, sends them (concurrently, up to
+`AVC_WEBHOOKS_CONCURRENCY`), stores each outcome and schedules retries. The poll that looks for
+due deliveries is one `avc_common.periodic` pass (`poll_pass`), wired in `worker.py`.
 
 Claiming is one atomic find-and-update that leases the delivery to this worker (a new token per
 claim) for `AVC_WEBHOOKS_LEASE_SECONDS`, longer than an attempt may take; the result is stored
@@ -75,33 +77,33 @@ class DeliveryWorker:
         self._clock = clock
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
 
-    async def run(self) -> None:
-        """Sends due deliveries, at most `concurrency` at once, until cancelled; then waits
-        (bounded by one attempt's timeout) for the attempts under way."""
-        slots = asyncio.Semaphore(self._settings.concurrency)
-        try:
-            while True:
-                await slots.acquire()
-                try:
-                    claimed = await self._claim()
-                except Exception as exc:
-                    slots.release()
-                    log.warning("webhook_claim_failed", exc_info=exc)
-                    await asyncio.sleep(self._settings.poll_interval_seconds)
-                    continue
-                if claimed is None:
-                    slots.release()
-                    await asyncio.sleep(self._settings.poll_interval_seconds)
-                    continue
-                task = asyncio.create_task(self._deliver_guarded(*claimed))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-                task.add_done_callback(lambda _: slots.release())
-        finally:
-            await self._drain()
+    async def poll_pass(self, _pass_number: int = 0) -> int:
+        """One pass of the poll (`avc_common.periodic` runs it every
+        `AVC_WEBHOOKS_POLL_INTERVAL_SECONDS`): claims due deliveries and starts sending each
+        one, at most `concurrency` at once (waiting for a free slot while more are due), until
+        none is due; returns how many it started. The attempts run on beyond the pass."""
+        started = 0
+        while True:
+            await self._slots.acquire()
+            try:
+                claimed = await self._claim()
+            except BaseException:
+                self._slots.release()
+                raise
+            if claimed is None:
+                self._slots.release()
+                return started
+            task = asyncio.create_task(self._deliver_guarded(*claimed))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(lambda _: self._slots.release())
+            started += 1
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
+        """Waits (bounded by one attempt's timeout) for the attempts under way; cancels what is
+        left (a cancelled attempt gives its lease back). Called once the poll has stopped."""
         if not self._in_flight:
             return
         _, pending = await asyncio.wait(

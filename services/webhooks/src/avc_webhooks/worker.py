@@ -1,11 +1,10 @@
 """`webhooks-worker`: the component that sends webhook deliveries (`serve --target
 webhooks-worker`; embedded in `--target all`). It serves only /healthz, /readyz and /metrics;
-its lifespan runs the sender loop on the webhooks service's database."""
+its lifespan polls the webhooks service's database for due deliveries (`avc_common.periodic`
+driving `DeliveryWorker.poll_pass`) and, on the way out, waits for the attempts under way."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final, Literal
@@ -13,10 +12,10 @@ from typing import Final, Literal
 from fastapi import FastAPI
 
 from avc_common.config import Settings
+from avc_common.periodic import periodic
 from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import Lifespan, create_service_app, metrics_registry, package_version
 from avc_webhooks.config import WebhookSettings
-from avc_webhooks.consumer import url_policy
 from avc_webhooks.dispatcher import DeliveryWorker, WorkerMetrics
 from avc_webhooks.repository import WebhookRepository
 from avc_webhooks.sender import Sender
@@ -24,18 +23,18 @@ from avc_webhooks.ssrf import Resolver, client_ssl_context
 
 COMPONENT: Final = "webhooks-worker"
 DATABASE: Final[Literal["webhooks"]] = "webhooks"
+# Several workers started together do not poll in lockstep.
+POLL_JITTER: Final = 0.1
 
 
-def worker_lifespan(settings: WebhookSettings, resolver: Resolver | None = None) -> Lifespan:
-    """Returns the lifespan part that runs the sender loop until shutdown."""
-
+def _worker_lifespan(settings: WebhookSettings, resolver: Resolver | None = None) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repository = WebhookRepository(app.state.documents)
         await repository.ensure_indexes()
         version = package_version("avc-webhooks")
         sender = Sender(
-            policy=url_policy(settings, resolver),
+            policy=settings.url_policy(resolver),
             ssl_context=client_ssl_context(settings.ca_file),
             settings=settings,
             user_agent=f"AVCaption-Webhooks/{version}",
@@ -47,13 +46,17 @@ def worker_lifespan(settings: WebhookSettings, resolver: Resolver | None = None)
             metrics=WorkerMetrics(metrics_registry(app)),
         )
         app.state.delivery_worker = worker
-        task = asyncio.create_task(worker.run(), name="webhooks-sender")
         try:
-            yield
+            async with periodic(
+                "webhooks-sender",
+                settings.poll_interval_seconds,
+                worker.poll_pass,
+                jitter=POLL_JITTER,
+            ) as poll:
+                app.state.delivery_poll = poll
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await worker.drain()
 
     return lifespan
 
@@ -77,7 +80,7 @@ def create_worker_app(
             settings=settings,
             adapters=adapters,
             needs=["documents"],
-            then=worker_lifespan(webhook_settings, resolver),
+            then=_worker_lifespan(webhook_settings, resolver),
         ),
         title="AVCaption webhooks worker",
         version=package_version("avc-webhooks"),
