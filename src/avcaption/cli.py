@@ -76,7 +76,8 @@ def serve(
     """Run a component (or every component in one process) until SIGINT/SIGTERM."""
     # Imported here: `avcaption version` and `--help` need none of the server stack.
     from avc_common.config import Settings
-    from avc_common.logging import configure_logging, get_logger
+    from avc_common.logging import configure_logging, get_logger, json_logs_wanted
+    from avcaption.banner import announce_ready
     from avcaption.http_protocol import ConnectionLimits
     from avcaption.server import serve as run_server
 
@@ -100,8 +101,11 @@ def serve(
         # One process: nothing outside it needs to verify the tokens, so a fresh secret will do.
         settings = settings.model_copy(update={"internal_secret": SecretStr(token_hex(32))})
 
+    # Readable lines on a terminal, JSON otherwise; AVC_LOG_JSON (when given) decides.
+    forced = settings.log_json if "log_json" in settings.model_fields_set else None
+    json_logs = json_logs_wanted(forced)
     try:
-        configure_logging(service=target, level=settings.log_level, json=settings.log_json)
+        configure_logging(service=target, level=settings.log_level, json=json_logs)
     except ValueError as exc:
         raise typer.BadParameter(f"invalid settings: AVC_LOG_LEVEL: {exc}") from None
 
@@ -133,6 +137,13 @@ def serve(
         access_log=settings.access_log,
         limits=limits,
         metrics_port=settings.metrics_port,
+        on_ready=lambda: announce_ready(
+            target=target,
+            host=settings.host,
+            port=settings.port,
+            data_dir=data if data_dir is not None else None,
+            human=not json_logs,
+        ),
     )
     log.info("stopped", target=target)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Final
@@ -27,18 +28,35 @@ def serve(
     access_log: bool = True,
     limits: ConnectionLimits | None = None,
     metrics_port: int = 0,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Serves `app` on host:port; returns after a clean shutdown (SIGINT or SIGTERM).
     `access_log=False` leaves out uvicorn's line per request; with `metrics_port`, `/metrics`
-    is served there instead of on `port` (`metrics_port.with_metrics_port`)."""
+    is served there instead of on `port` (`metrics_port.with_metrics_port`). `on_ready` is
+    called once the app has started and the port is listening."""
     if metrics_port:
         protocol = BoundedHttpToolsProtocol.with_limits(limits or ConnectionLimits())
         app = with_metrics_port(app, host=host, port=metrics_port, http=protocol)
-    server = uvicorn.Server(
-        server_config(app, host=host, port=port, access_log=access_log, limits=limits)
+    server = _Server(
+        server_config(app, host=host, port=port, access_log=access_log, limits=limits),
+        on_ready=on_ready,
     )
     with _stop_signals_end_cleanly(server):
         server.run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling `on_ready` when its startup (the app's lifespan, then the
+    listening socket) has succeeded."""
+
+    def __init__(self, config: uvicorn.Config, *, on_ready: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit and self._on_ready is not None:
+            self._on_ready()
 
 
 def server_config(

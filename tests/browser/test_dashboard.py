@@ -190,9 +190,14 @@ def test_reload_mid_upload_resumes_without_resending_stored_chunks(
             held.append(route)  # cut off below, as a network failure would
 
     page.route("**/dashboard/api/v1/upload/chunk", first_two_only)
+    answered: list[Any] = []
+    page.on("requestfinished", lambda r: answered.append(r) if "/upload/chunk" in r.url else None)
     modified = 1_700_000_100_000
     drop_files(page, "#dropzone", [("big.mp4", big_clip, modified)])
     upload_id = _wait_for_stored(page, 2)
+    # The page got both answers (else the reload would cut one off and the count be short).
+    while len(answered) < 2:
+        page.wait_for_timeout(50)
     assert held, "the page sent no chunk beyond the second"
     for route in held:
         route.abort("connectionreset")

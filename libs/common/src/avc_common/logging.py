@@ -152,6 +152,14 @@ def configure_logging(
     )
 
 
+def json_logs_wanted(forced: bool | None, stream: TextIO | None = None) -> bool:
+    """JSON lines unless the stream (stdout by default) is a terminal, where people read
+    them; `forced` (`AVC_LOG_JSON` given either way) decides when it is not None."""
+    if forced is not None:
+        return forced
+    return not (stream or sys.stdout).isatty()
+
+
 def get_logger(name: str | None = None, **initial: Any) -> structlog.stdlib.BoundLogger:
     """Returns a structlog logger (bind per-call fields as keyword arguments when logging)."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name, **initial)
