@@ -15,7 +15,7 @@ import jwt
 from avc_gateway.accounts.repository import Account
 from avc_gateway.dashboard.rendering import CONTENT_SECURITY_POLICY
 
-from ..conftest import JWT_SECRET, PASSWORD, Gateway, assert_error
+from ..conftest import JWT_SECRET, PASSWORD, Gateway, StartGateway, assert_error, fast_settings
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -209,3 +209,28 @@ async def test_docs_and_pages_name_no_outside_host(gateway: Gateway) -> None:
     for ours in ("dashboard.css", "dashboard.js", "videos.js", "video.js"):
         text = (await gateway.client.get(f"/dashboard/static/{ours}")).text
         assert not re.search(r"https?://", text), ours
+
+
+async def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_forms_work(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway(gw=fast_settings(trust_forwarded_for=True))
+    account = await gateway.account()
+    proxied = {"x-forwarded-proto": "https", "origin": "https://test"}
+    token = await login_csrf(gateway.client)
+    form = {"csrf_token": token, "email": account.email, "password": PASSWORD}
+    answer = await gateway.client.post("/dashboard/login", data=form, headers=proxied)
+    assert answer.status_code == 303, answer.text
+    cookie = next(v for v in answer.headers.get_list("set-cookie") if v.startswith("avc_session="))
+    assert "secure" in {part.strip().lower() for part in cookie.split(";")}
+
+
+async def test_x_forwarded_proto_is_ignored_unless_the_proxy_is_trusted(gateway: Gateway) -> None:
+    account = await gateway.account()
+    token = await login_csrf(gateway.client)
+    form = {"csrf_token": token, "email": account.email, "password": PASSWORD}
+    answer = await gateway.client.post(
+        "/dashboard/login", data=form, headers={"x-forwarded-proto": "https"}
+    )
+    cookie = next(v for v in answer.headers.get_list("set-cookie") if v.startswith("avc_session="))
+    assert "secure" not in {part.strip().lower() for part in cookie.split(";")}

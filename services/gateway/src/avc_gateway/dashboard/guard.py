@@ -44,9 +44,8 @@ def same_origin(request: Request) -> bool:
     source = request.headers.get("origin") or request.headers.get("referer")
     if not source or source == "null":
         return source is None
-    parts = urlsplit(source)
-    host = request.headers.get("host", "")
-    return parts.scheme == request.url.scheme and parts.netloc == host
+    # Host only: behind a TLS-terminating proxy the browser's scheme is not the one we see.
+    return urlsplit(source).netloc == request.headers.get("host", "")
 
 
 def check_csrf(request: Request, sent: str | None) -> None:

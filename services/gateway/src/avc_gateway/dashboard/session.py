@@ -43,7 +43,14 @@ def csrf_matches(expected: str, sent: str | None) -> bool:
 
 
 def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Whether the browser reached us over https: directly, or through a proxy we are told to
+    trust (`AVC_TRUST_FORWARDED_FOR`) that says so in `X-Forwarded-Proto`."""
+    if request.url.scheme == "https":
+        return True
+    settings = getattr(request.app.state, "gateway_settings", None)
+    trusted = bool(getattr(settings, "trust_forwarded_for", False))
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return trusted and proto == "https"
 
 
 def set_session(response: Response, request: Request, token: str, *, max_age: int) -> None:
