@@ -20,7 +20,7 @@ from tests.upload.conftest import (
     upload_settings,
 )
 
-from avc_upload.service import plan_chunks
+from avc_upload.chunked import plan_chunks
 
 CHUNK = 5 * MIB
 

@@ -17,7 +17,7 @@ from avc_upload.metrics import UploadMetrics
 from avc_upload.repository import UploadRepository
 from avc_upload.routes import router
 from avc_upload.service import UploadService
-from avc_upload.sweeper import sweeper_running
+from avc_upload.sweep import sweeper_running
 
 SERVICE: Final = "upload"
 COLLECTION: Final = "uploads"

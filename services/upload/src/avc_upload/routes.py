@@ -1,20 +1,26 @@
 """The public upload routes, at the public paths (the gateway forwards them unchanged with the
-caller's internal token). Thin: each hands the request's stream and headers to the service.
+caller's internal token). Routes parse HTTP (headers, JSON bodies, the form's boundary) into
+typed values; the service takes those and the body's stream.
 
-Bodies are read by the service as streams, never parsed by FastAPI: JSON bodies are accepted
-whatever their Content-Type (the seed's `curl -d` sends application/x-www-form-urlencoded) and
-chunk bodies are raw bytes whatever theirs (`--data-binary` sends the same type).
+Bodies are never parsed by FastAPI: JSON bodies are accepted whatever their Content-Type (the
+seed's `curl -d` sends application/x-www-form-urlencoded) and read with the common reader
+(`avc_common.web.body`), then validated by one model each (InitRequest/CompleteRequest, which
+raise the coded errors); chunk bodies are raw bytes whatever theirs (`--data-binary` sends the
+same type) and are streamed to storage.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from avc_common.errors import (
+    AppError,
     BadRequest,
     PayloadTooLarge,
     Unauthorized,
@@ -22,6 +28,7 @@ from avc_common.errors import (
 )
 from avc_common.internal_auth import CurrentCaller
 from avc_common.web import error_responses
+from avc_common.web.body import MAX_JSON_BODY_BYTES, parse_json_object, validate_body
 from avc_upload.errors import (
     ChecksumMismatch,
     ChunkOutOfRange,
@@ -54,6 +61,11 @@ from avc_upload.schemas import (
     VideoCreated,
 )
 from avc_upload.service import UploadService
+from avc_upload.streams import FormReader, form_boundary, read_limited
+
+M = TypeVar("M", bound=BaseModel)
+_INDEX_RE: Final = re.compile(r"^-?[0-9]{1,12}$")
+_SHA256_RE: Final = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def get_service(request: Request) -> UploadService:
@@ -72,6 +84,38 @@ async def body_of(request: Request) -> AsyncIterator[bytes]:
             yield piece
     except ClientDisconnect:
         raise IncompleteBody() from None
+
+
+async def json_request(request: Request, model: type[M]) -> M:
+    """Returns the JSON body validated as `model` (413 over 64 KiB, 400 not JSON, 422 not an
+    object; the model raises its coded errors)."""
+    raw = await read_limited(body_of(request), limit=MAX_JSON_BODY_BYTES)
+    return validate_body(parse_json_object(raw), model)
+
+
+def content_length(request: Request) -> int | None:
+    """Returns the Content-Length as a number, or None when absent (chunked encoding)."""
+    value = request.headers.get("content-length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+def chunk_headers(
+    upload_id: str | None, index: str | None, sha256: str | None
+) -> tuple[str, int, str | None]:
+    """Returns (upload id, chunk index, lowercase hex SHA-256 or None) from the headers."""
+    if not upload_id:
+        raise MissingHeader("The X-Upload-ID header is required (the upload_id from init).")
+    if index is None or not index.strip():
+        raise MissingHeader("The X-Chunk-Index header is required (0-based chunk number).")
+    if not _INDEX_RE.match(index.strip()):
+        raise InvalidHeader(f"X-Chunk-Index must be a whole number, not {index[:40]!r}.")
+    if sha256 is not None:
+        if not _SHA256_RE.match(sha256.strip()):
+            raise InvalidHeader("X-Chunk-SHA256 must be 64 hexadecimal digits.")
+        sha256 = sha256.strip().lower()
+    return upload_id.strip(), int(index.strip()), sha256
 
 
 router = APIRouter(prefix="/api/v1/upload", tags=["upload"])
@@ -133,12 +177,11 @@ _CHUNK_BODY: Final = {
 )
 async def direct_upload(request: Request, caller: CurrentCaller, service: Service) -> VideoCreated:
     with request.app.state.upload_metrics.receiving("direct"):
-        return await service.direct_upload(
-            caller,
-            content_type=request.headers.get("content-type"),
-            content_length=request.headers.get("content-length"),
-            body=body_of(request),
-        )
+        boundary = form_boundary(request.headers.get("content-type"))
+        if boundary is None:
+            raise NotMultipart()
+        service.check_direct_length(content_length(request))
+        return await service.direct_upload(caller, FormReader(body_of(request), boundary))
 
 
 @router.post(
@@ -158,7 +201,7 @@ async def direct_upload(request: Request, caller: CurrentCaller, service: Servic
     openapi_extra=_json_body(InitRequest),
 )
 async def init_upload(request: Request, caller: CurrentCaller, service: Service) -> InitResponse:
-    return await service.init_upload(caller, body=body_of(request))
+    return await service.init_upload(caller, await json_request(request, InitRequest))
 
 
 @router.post(
@@ -192,13 +235,13 @@ async def upload_chunk(
     ] = None,
 ) -> ChunkResponse:
     with request.app.state.upload_metrics.receiving("chunk"):
+        try:
+            upload_id, index, sha256 = chunk_headers(x_upload_id, x_chunk_index, x_chunk_sha256)
+        except AppError:
+            request.app.state.upload_metrics.chunk("rejected")
+            raise
         return await service.put_chunk(
-            caller,
-            upload_id=x_upload_id,
-            chunk_index=x_chunk_index,
-            chunk_sha256=x_chunk_sha256,
-            content_length=request.headers.get("content-length"),
-            body=body_of(request),
+            caller, upload_id, index, sha256, content_length(request), body_of(request)
         )
 
 
@@ -221,7 +264,8 @@ async def upload_chunk(
 async def complete_upload(
     request: Request, caller: CurrentCaller, service: Service
 ) -> VideoCreated:
-    return await service.complete(caller, body=body_of(request))
+    body = await json_request(request, CompleteRequest)
+    return await service.complete(caller, body.upload_id)
 
 
 @router.get(

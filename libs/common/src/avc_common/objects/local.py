@@ -581,6 +581,11 @@ class LocalObjectStore(ObjectStore):
         fd, info, start, count = await self._run(self._sync_open, key, offset, length)
         return _LocalReader(self, fd, info, start, count)
 
+    async def stored_sha256(self, key: str) -> str | None:
+        """StoredDigests: the SHA-256 kept in the object's sidecar (None for a file whose
+        sidecar does not describe it, e.g. one copied in by hand)."""
+        return (await self.stat(key)).sha256
+
     async def stat(self, key: str) -> ObjectInfo:
         validate_key(key)
         return await self._run(self._sync_stat, key)
@@ -761,6 +766,12 @@ class LocalObjectStore(ObjectStore):
         validate_key(key)
         validate_part_size(part_size)
         return await self._run(self._sync_create_multipart, key, content_type, part_size)
+
+    async def create_placed_multipart(
+        self, key: str, *, content_type: str = "application/octet-stream", part_size: int
+    ) -> str:
+        """PlacedParts: parts of `part_size` are written at their final offsets."""
+        return await self.create_multipart(key, content_type=content_type, part_size=part_size)
 
     async def put_part(
         self, key: str, upload_id: str, part_number: int, data: ByteSource, *, size: int
