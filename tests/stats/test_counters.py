@@ -12,6 +12,7 @@ from avc_common.ids import new_id
 from avc_common.timeutil import utcnow
 from avc_stats.config import StatsSettings
 from avc_stats.repository import StatsRepository
+from avc_stats.state import VideoState
 
 from .conftest import StatsHarness, auth, deleted, encoded, failed, uploaded, viewed
 
@@ -58,7 +59,7 @@ async def test_each_counter_follows_the_events(harness: StatsHarness) -> None:
     assert stats["total_views"] == 4
     video = await harness.service._repo.video(a)
     assert video is not None
-    assert video["views"] == 3
+    assert video.views == 3
 
     # Another account sees none of it.
     assert await harness.stats(new_id("acct")) == ZERO
@@ -193,8 +194,8 @@ async def test_a_crash_after_finishing_leaves_markers_the_redrive_clears(
     now = utcnow() - timedelta(hours=1)
     await repo.claim(event, now=now, lease=timedelta(minutes=5), retention=timedelta(days=1))
 
-    def compute(doc: object) -> tuple[dict[str, object], dict[str, int]]:
-        return {"listed": True, "source_bytes": 10}, {
+    def compute(before: VideoState) -> tuple[VideoState, dict[str, int]]:
+        return VideoState(listed=True, source_bytes=10), {
             "total_videos": 1,
             "storage_used_bytes": 10,
             "videos_by_status.processing": 1,

@@ -36,7 +36,9 @@ async def get_stats(caller: CurrentCaller, stats: Stats) -> StatsResponse:
         total_videos=counters.total_videos,
         total_views=counters.total_views,
         storage_used_bytes=counters.storage_used_bytes,
-        videos_by_status=VideosByStatus(**counters.videos_by_status),
+        videos_by_status=VideosByStatus(
+            **{status.value: n for status, n in counters.videos_by_status.items()}
+        ),
     )
 
 

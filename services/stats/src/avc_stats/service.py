@@ -26,9 +26,8 @@ A handler that dies mid-way leaves its inbox lease to expire; `redrive` (on star
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -38,29 +37,20 @@ from avc_common.ids import new_id
 from avc_common.logging import get_logger
 from avc_common.timeutil import utcnow
 from avc_stats.config import StatsSettings
-from avc_stats.repository import Claim, Fire, StatsRepository, fire_id
-from avc_stats.state import (
-    HANDLED_TYPES,
-    STATUSES,
-    VIEW_TYPE,
-    Delta,
-    Status,
-    VideoState,
-    delta,
-    transition,
+from avc_stats.repository import (
+    AccountCounters,
+    Claim,
+    Fire,
+    InboxState,
+    StatsRepository,
+    VideoRecord,
+    fire_id,
 )
+from avc_stats.state import HANDLED_TYPES, VIEW_TYPE, Delta, VideoState, delta, transition
 
 DEFAULT_THRESHOLDS: Final = (100, 1000, 10000)
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class AccountStats:
-    total_videos: int
-    total_views: int
-    storage_used_bytes: int
-    videos_by_status: dict[Status, int]
 
 
 class StatsMetrics:
@@ -96,16 +86,9 @@ class StatsService:
 
     # -- API ------------------------------------------------------------------------------
 
-    async def get_stats(self, *, account_id: str) -> AccountStats:
+    async def get_stats(self, *, account_id: str) -> AccountCounters:
         """Returns the account's counters (zeros before its first event)."""
-        doc = await self._repo.counters(account_id=account_id)
-        by_status = doc.get("videos_by_status") or {}
-        return AccountStats(
-            total_videos=int(doc.get("total_videos", 0)),
-            total_views=int(doc.get("total_views", 0)),
-            storage_used_bytes=int(doc.get("storage_used_bytes", 0)),
-            videos_by_status={s: int(by_status.get(s, 0)) for s in STATUSES},
-        )
+        return await self._repo.counters(account_id=account_id)
 
     async def get_thresholds(self, *, account_id: str) -> list[int]:
         """Returns the account's view thresholds (the defaults until it sets its own)."""
@@ -136,7 +119,7 @@ class StatsService:
             return
         if claim is Claim.DONE:
             video = await self._repo.video(video_id)
-            account_id = video["account_id"] if video else event.account_id
+            account_id = video.account_id if video else event.account_id
             await self._clear_markers(event.id, account_id=account_id, video_id=video_id)
             self._count(event.type, "duplicate")
             return
@@ -155,12 +138,11 @@ class StatsService:
             )
         else:
 
-            def compute(doc: dict[str, Any] | None) -> tuple[dict[str, Any] | None, Delta]:
-                before = VideoState.from_doc(doc)
+            def compute(before: VideoState) -> tuple[VideoState | None, Delta]:
                 after = transition(before, event)
                 if after == before:
                     return None, {}
-                return after.fields(), delta(before, after)
+                return after, delta(before, after)
 
             applied = await self._repo.transition_video(
                 video_id=video_id,
@@ -170,7 +152,7 @@ class StatsService:
                 now=now,
             )
         # The account the video was first counted for is the one every later change goes to.
-        account_id = applied.video["account_id"] if applied.video else event.account_id
+        account_id = applied.video.account_id if applied.video else event.account_id
         await self._repo.apply_to_account(
             account_id=account_id, event_id=event.id, delta=applied.delta
         )
@@ -184,15 +166,14 @@ class StatsService:
             await self._publish(fire)
 
     async def _fire_thresholds(
-        self, event: Event, account_id: str, video_id: str, video: dict[str, Any]
+        self, event: Event, account_id: str, video_id: str, video: VideoRecord
     ) -> list[Fire]:
         """Returns the thresholds this view made the video cross, recorded as fired."""
-        views = int(video.get("views", 0))
-        fired = {int(t) for t in video.get("fired") or ()}
+        views = video.views
         due = [
             t
             for t in await self.get_thresholds(account_id=account_id)
-            if t <= views and t not in fired
+            if t <= views and t not in video.fired
         ]
         out: list[Fire] = []
         for threshold in due:
@@ -257,13 +238,12 @@ class StatsService:
             except Exception as exc:
                 log.warning("stats_redrive_failed", event_id=event.id, exc_info=exc)
         for video in await self._repo.videos_with_markers(updated_before=now - self._lease):
-            ids = [str(i) for i in video.get("pending_ids") or ()]
-            states = await self._repo.event_states(ids)
-            for event_id in ids:
+            states = await self._repo.event_states(list(video.pending_ids))
+            for event_id in video.pending_ids:
                 # Forgotten (past the retention) counts as done: it was finished long ago.
-                if states.get(event_id, "done") == "done":
+                if states.get(event_id, InboxState.DONE) is InboxState.DONE:
                     await self._clear_markers(
-                        event_id, account_id=video["account_id"], video_id=video["_id"]
+                        event_id, account_id=video.account_id, video_id=video.id
                     )
         grace = timedelta(seconds=self._settings.redrive_interval_seconds)
         for fire in await self._repo.unpublished_fires(created_before=now - grace):

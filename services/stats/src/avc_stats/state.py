@@ -13,9 +13,9 @@ video had added (its source and rendition bytes as counted here), whatever the e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from enum import StrEnum
+from typing import Final
 
 from avc_common.events import (
     Event,
@@ -26,8 +26,16 @@ from avc_common.events import (
     VideoViewed,
 )
 
-Status = Literal["processing", "ready", "failed"]
-STATUSES: Final[tuple[Status, ...]] = ("processing", "ready", "failed")
+
+class VideoStatus(StrEnum):
+    """A counted video's status, as `videos_by_status` splits them."""
+
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+STATUSES: Final = tuple(VideoStatus)
 COUNTERS: Final = (
     "total_videos",
     "total_views",
@@ -61,48 +69,14 @@ class VideoState:
     source_bytes: int = 0
     renditions_bytes: int = 0
     renditions_key: OrderKey | None = None
-    outcome: Literal["ready", "failed"] | None = None
+    outcome: VideoStatus | None = None
+    """READY or FAILED once encoded or failed (the later event wins); None before."""
     outcome_key: OrderKey | None = None
     views: int = 0
 
     @property
-    def status(self) -> Status:
-        return self.outcome or "processing"
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any] | None) -> VideoState:
-        """Returns the state stored in a video document (the empty state for None)."""
-        if doc is None:
-            return cls()
-        return cls(
-            listed=bool(doc.get("listed", False)),
-            deleted=bool(doc.get("deleted", False)),
-            source_bytes=int(doc.get("source_bytes", 0)),
-            renditions_bytes=int(doc.get("renditions_bytes", 0)),
-            renditions_key=_key(doc.get("renditions_key")),
-            outcome=doc.get("outcome"),
-            outcome_key=_key(doc.get("outcome_key")),
-            views=int(doc.get("views", 0)),
-        )
-
-    def fields(self) -> dict[str, Any]:
-        """Returns the document fields holding this state (`views` is left to `$inc`)."""
-        return {
-            "listed": self.listed,
-            "deleted": self.deleted,
-            "source_bytes": self.source_bytes,
-            "renditions_bytes": self.renditions_bytes,
-            "renditions_key": list(self.renditions_key) if self.renditions_key else None,
-            "outcome": self.outcome,
-            "outcome_key": list(self.outcome_key) if self.outcome_key else None,
-        }
-
-
-def _key(value: Any) -> OrderKey | None:
-    if not value:
-        return None
-    micros, event_id = value
-    return (int(micros), str(event_id))
+    def status(self) -> VideoStatus:
+        return self.outcome or VideoStatus.PROCESSING
 
 
 def _later(key: OrderKey, than: OrderKey | None) -> bool:
@@ -122,12 +96,12 @@ def transition(state: VideoState, event: Event) -> VideoState:
         if _later(key, state.renditions_key):
             new = replace(new, renditions_bytes=payload.renditions_bytes, renditions_key=key)
         if _later(key, state.outcome_key):
-            new = replace(new, outcome="ready", outcome_key=key)
+            new = replace(new, outcome=VideoStatus.READY, outcome_key=key)
         return new
     if isinstance(payload, VideoFailed):
         new = replace(state, listed=True)
         if _later(key, state.outcome_key):
-            new = replace(new, outcome="failed", outcome_key=key)
+            new = replace(new, outcome=VideoStatus.FAILED, outcome_key=key)
         return new
     if isinstance(payload, VideoDeleted):
         return replace(state, deleted=True)

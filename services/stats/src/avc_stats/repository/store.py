@@ -20,16 +20,24 @@ are global and unguessable) and keeps the account id of the event that created t
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from avc_common.documents import DocumentDatabase, DuplicateKey
 from avc_common.events import Event
-from avc_common.timeutil import ensure_utc
-from avc_stats.state import COUNTERS, Delta
+from avc_stats.repository.records import (
+    AccountCounters,
+    Applied,
+    Claim,
+    Fire,
+    InboxState,
+    VideoRecord,
+    marker_delta,
+    state_fields,
+    state_from_doc,
+)
+from avc_stats.state import COUNTERS, Delta, VideoState
 
 INBOX: Final = "inbox"
 VIDEOS: Final = "videos"
@@ -37,69 +45,15 @@ ACCOUNTS: Final = "accounts"
 THRESHOLDS: Final = "thresholds"
 FIRES: Final = "threshold_fires"
 
-Compute = Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, Delta]]
-"""`compute(video doc | None) -> (new state fields | None for no change, counter delta)`."""
+Compute = Callable[[VideoState], tuple[VideoState | None, Delta]]
+"""`compute(current state) -> (new state | None for no change, counter delta)`."""
 
 # Compare-and-set retries before giving up (the bus then retries the whole event).
 _CAS_ATTEMPTS: Final = 50
 
 
-class Claim(enum.Enum):
-    OWNED = "owned"
-    """This handler holds the lease: process the event."""
-    DONE = "done"
-    """Processed before: nothing to do but clear leftover markers."""
-    BUSY = "busy"
-    """Another handler holds a live lease; it (or the re-drive) finishes the event."""
-
-
 class Conflict(Exception):
     """A compare-and-set kept losing; retried by the bus."""
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What step 1 (the video document) left for the account document."""
-
-    delta: Delta
-    video: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Fire:
-    id: str
-    account_id: str
-    video_id: str
-    threshold: int
-    views: int
-    event_id: str
-    request_id: str | None
-    occurred_at: datetime
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> Fire:
-        return cls(
-            id=doc["_id"],
-            account_id=doc["account_id"],
-            video_id=doc["video_id"],
-            threshold=int(doc["threshold"]),
-            views=int(doc["views"]),
-            event_id=doc["event_id"],
-            request_id=doc.get("request_id"),
-            occurred_at=ensure_utc(doc["occurred_at"]),
-        )
-
-
-def fire_id(video_id: str, threshold: int) -> str:
-    """Returns the `_id` of the fire of `threshold` for `video_id` (one per pair, ever)."""
-    return f"{video_id}:{threshold}"
-
-
-def _marker_delta(doc: Mapping[str, Any], event_id: str) -> Delta:
-    for entry in doc.get("pending") or ():
-        if entry.get("evt") == event_id:
-            return {str(k): int(v) for k, v in (entry.get("delta") or {}).items()}
-    return {}
 
 
 class StatsRepository:
@@ -120,9 +74,9 @@ class StatsRepository:
 
     # -- API reads and writes, scoped to the account --------------------------------------
 
-    async def counters(self, *, account_id: str) -> dict[str, Any]:
-        """Returns the account's counter document (empty when nothing was counted yet)."""
-        return await self._accounts.find_one({"_id": account_id}) or {}
+    async def counters(self, *, account_id: str) -> AccountCounters:
+        """Returns the account's counters (zeros when nothing was counted yet)."""
+        return AccountCounters.from_doc(await self._accounts.find_one({"_id": account_id}))
 
     async def thresholds(self, *, account_id: str) -> list[int] | None:
         """Returns the account's thresholds, or None when it never set any."""
@@ -147,7 +101,7 @@ class StatsRepository:
                 {
                     "$setOnInsert": {
                         "event": event.model_dump(mode="json"),
-                        "state": "pending",
+                        "state": InboxState.PENDING.value,
                         "received_at": now,
                         "lease_until": now + lease,
                         "expires_at": now + retention,
@@ -160,14 +114,14 @@ class StatsRepository:
             before = await self._inbox.find_one({"_id": event.id})
         if before is None:
             return Claim.OWNED
-        if before.get("state") == "done":
+        if before.get("state") == InboxState.DONE:
             return Claim.DONE
         return Claim.OWNED if await self.take_over(event.id, now=now, lease=lease) else Claim.BUSY
 
     async def take_over(self, event_id: str, *, now: datetime, lease: timedelta) -> bool:
         """Returns whether the expired lease of an unfinished event was taken (atomic)."""
         taken = await self._inbox.find_one_and_update(
-            {"_id": event_id, "state": "pending", "lease_until": {"$lte": now}},
+            {"_id": event_id, "state": InboxState.PENDING.value, "lease_until": {"$lte": now}},
             {"$set": {"lease_until": now + lease}},
         )
         return taken is not None
@@ -176,13 +130,13 @@ class StatsRepository:
         """Ends the lease of an unfinished event at once (its handler failed; the bus's retry,
         or the next re-drive, takes it over without waiting for the lease to run out)."""
         await self._inbox.update_one(
-            {"_id": event_id, "state": "pending"}, {"$set": {"lease_until": now}}
+            {"_id": event_id, "state": InboxState.PENDING.value}, {"$set": {"lease_until": now}}
         )
 
     async def stale_events(self, *, now: datetime, limit: int = 100) -> list[Event]:
         """Returns unfinished events whose lease ran out (their handler died)."""
         docs = await self._inbox.find(
-            {"state": "pending", "lease_until": {"$lte": now}},
+            {"state": InboxState.PENDING.value, "lease_until": {"$lte": now}},
             sort=[("lease_until", 1)],
             limit=limit,
         )
@@ -191,13 +145,15 @@ class StatsRepository:
     async def finish(self, event_id: str, *, now: datetime) -> None:
         """Records that every effect of the event is stored."""
         await self._inbox.update_one(
-            {"_id": event_id}, {"$set": {"state": "done", "done_at": now}, "$unset": {"event": ""}}
+            {"_id": event_id},
+            {"$set": {"state": InboxState.DONE.value, "done_at": now}, "$unset": {"event": ""}},
         )
 
     # -- step 1: the video document --------------------------------------------------------
 
-    async def video(self, video_id: str) -> dict[str, Any] | None:
-        return await self._videos.find_one({"_id": video_id})
+    async def video(self, video_id: str) -> VideoRecord | None:
+        doc = await self._videos.find_one({"_id": video_id})
+        return None if doc is None else VideoRecord.from_doc(doc)
 
     async def transition_video(
         self,
@@ -210,18 +166,19 @@ class StatsRepository:
     ) -> Applied:
         """Returns the counter changes of applying an event to the video's state.
 
-        `compute(doc | None) -> (fields | None, delta)` gives the new state fields (None: no
-        change). The write is a compare-and-set on `version` that also records the event's
-        marker, so the state change and "this event was applied here, owing `delta`" are one
-        atomic write. An event already marked returns the delta it recorded.
+        `compute(state) -> (state | None, delta)` gives the new state (None: no change). The
+        write is a compare-and-set on `version` that also records the event's marker, so the
+        state change and "this event was applied here, owing `delta`" are one atomic write.
+        An event already marked returns the delta it recorded.
         """
         for _ in range(_CAS_ATTEMPTS):
             doc = await self._videos.find_one({"_id": video_id})
             if doc is not None and event_id in (doc.get("pending_ids") or ()):
-                return Applied(_marker_delta(doc, event_id), doc)
-            fields, change = compute(doc)
-            if fields is None:
-                return Applied({}, doc)
+                return Applied(marker_delta(doc, event_id), VideoRecord.from_doc(doc))
+            new_state, change = compute(state_from_doc(doc))
+            if new_state is None:
+                return Applied({}, None if doc is None else VideoRecord.from_doc(doc))
+            fields = state_fields(new_state)
             marker = {"evt": event_id, "delta": change}
             if doc is None:
                 new = {
@@ -240,7 +197,7 @@ class StatsRepository:
                     await self._videos.insert_one(new)
                 except DuplicateKey:
                     continue
-                return Applied(change, new)
+                return Applied(change, VideoRecord.from_doc(new))
             result = await self._videos.find_one_and_update(
                 {"_id": video_id, "version": doc.get("version", 0)},
                 {
@@ -250,7 +207,7 @@ class StatsRepository:
                 },
             )
             if result is not None:
-                return Applied(change, result)
+                return Applied(change, VideoRecord.from_doc(result))
         raise Conflict(f"video {video_id} kept changing; event {event_id} will be retried")
 
     async def add_view(
@@ -285,9 +242,9 @@ class StatsRepository:
             if doc is None:
                 raise Conflict(f"video {video_id} vanished; view {event_id} retried") from None
             if event_id in (doc.get("pending_ids") or ()):
-                return Applied(_marker_delta(doc, event_id), doc)
-            return Applied({}, doc)
-        return Applied(change, doc)
+                return Applied(marker_delta(doc, event_id), VideoRecord.from_doc(doc))
+            return Applied({}, VideoRecord.from_doc(doc))
+        return Applied(change, None if doc is None else VideoRecord.from_doc(doc))
 
     async def clear_video_marker(self, video_id: str, event_id: str) -> None:
         await self._videos.update_one(
@@ -300,18 +257,19 @@ class StatsRepository:
 
     async def videos_with_markers(
         self, *, updated_before: datetime, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[VideoRecord]:
         """Returns videos still holding markers, untouched since `updated_before`."""
-        return await self._videos.find(
+        docs = await self._videos.find(
             {"pending_count": {"$gt": 0}, "updated_at": {"$lte": updated_before}},
             sort=[("updated_at", 1)],
             limit=limit,
         )
+        return [VideoRecord.from_doc(doc) for doc in docs]
 
-    async def event_states(self, event_ids: list[str]) -> dict[str, str]:
-        """Returns event id -> inbox state (`pending` | `done`) for the ids still remembered."""
+    async def event_states(self, event_ids: list[str]) -> dict[str, InboxState]:
+        """Returns event id -> inbox state for the ids still remembered."""
         docs = await self._inbox.find({"_id": {"$in": event_ids}})
-        return {doc["_id"]: str(doc.get("state")) for doc in docs}
+        return {doc["_id"]: InboxState(doc.get("state", InboxState.PENDING)) for doc in docs}
 
     async def remember_fired(self, video_id: str, threshold: int) -> None:
         """Caches on the video that `threshold` fired (saves a duplicate insert per view)."""
@@ -350,20 +308,7 @@ class StatsRepository:
     async def record_fire(self, fire: Fire, *, now: datetime) -> bool:
         """Returns True when this call fired the threshold (False: it had fired before)."""
         try:
-            await self._fires.insert_one(
-                {
-                    "_id": fire.id,
-                    "account_id": fire.account_id,
-                    "video_id": fire.video_id,
-                    "threshold": fire.threshold,
-                    "views": fire.views,
-                    "event_id": fire.event_id,
-                    "request_id": fire.request_id,
-                    "occurred_at": fire.occurred_at,
-                    "published": False,
-                    "created_at": now,
-                }
-            )
+            await self._fires.insert_one(fire.to_doc(now=now))
         except DuplicateKey:
             return False
         return True
