@@ -29,7 +29,7 @@ from avc_common.events import (
 )
 from avc_common.ids import new_id
 from avc_common.timeutil import utcnow
-from avc_webhooks.repository import WebhookRepository
+from avc_webhooks.repository import AttemptOutcome, DeliveryStatus, WebhookRepository
 from avc_webhooks.sender import parse_retry_after
 
 from .conftest import (
@@ -341,7 +341,10 @@ async def test_an_expired_lease_is_claimed_again(
     assert time.monotonic() - started >= 0.1
     # The dead worker's late result is not stored over the new one.
     stored = await repo.finish_attempt(
-        claimed.id, token="dead", fields={"status": "failed"}, attempt=None, count_attempt=True
+        claimed.id,
+        token="dead",
+        outcome=AttemptOutcome(DeliveryStatus.FAILED, updated_at=utcnow()),
+        attempt=None,
     )
     assert stored is False
 

@@ -16,15 +16,22 @@ import contextlib
 import random
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from avc_common.logging import get_logger
-from avc_common.timeutil import to_rfc3339, utcnow
+from avc_common.timeutil import utcnow
 from avc_webhooks.config import WebhookSettings
-from avc_webhooks.repository import Delivery, WebhookRepository
+from avc_webhooks.repository import (
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    DeliveryStatus,
+    WebhookRepository,
+)
 from avc_webhooks.sender import OUTCOMES, AttemptResult, Sender
 
 log = get_logger(__name__)
@@ -148,9 +155,10 @@ class DeliveryWorker:
             await self._repo.finish_attempt(
                 delivery.id,
                 token=token,
-                fields=_give_up(reason, self._clock()),
+                outcome=AttemptOutcome(
+                    DeliveryStatus.FAILED, updated_at=self._clock(), last_error=reason
+                ),
                 attempt=None,
-                count_attempt=False,
             )
             return
         result = await self._sender.send(
@@ -163,10 +171,10 @@ class DeliveryWorker:
             self._metrics.attempts.labels(result.outcome).inc()
             self._metrics.duration.labels(result.outcome).observe(result.duration_ms / 1000)
         now = self._clock()
-        fields = await self._outcome_fields(delivery, endpoint.id, result, now)
+        outcome = await self._outcome(delivery, endpoint.id, result, now)
         entry = _attempt_entry(delivery.attempts + 1, result)
         stored = await self._repo.finish_attempt(
-            delivery.id, token=token, fields=fields, attempt=entry, count_attempt=True
+            delivery.id, token=token, outcome=outcome, attempt=entry
         )
         log.info(
             "webhook_attempt",
@@ -176,26 +184,27 @@ class DeliveryWorker:
             attempt=delivery.attempts + 1,
             outcome=result.outcome,
             status_code=result.status_code,
-            next_status=fields["status"],
+            next_status=outcome.status.value,
             stored=stored,
         )
 
-    async def _outcome_fields(
+    async def _outcome(
         self, delivery: Delivery, endpoint_id: str, result: AttemptResult, now: datetime
-    ) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "updated_at": now,
-            "last_status_code": result.status_code,
-            "last_error": result.error,
-        }
+    ) -> AttemptOutcome:
+        attempted = AttemptOutcome(
+            DeliveryStatus.FAILED,
+            updated_at=now,
+            last_status_code=result.status_code,
+            last_error=result.error,
+        )
         if result.succeeded:
             await self._repo.endpoint_succeeded(endpoint_id)
-            return {**fields, "status": "succeeded", "next_attempt_at": None, "delivered_at": now}
+            return replace(attempted, status=DeliveryStatus.SUCCEEDED, delivered_at=now)
         if result.outcome == "gone":
             await self._disable(endpoint_id, "gone", GONE_DISABLED, now)
-            return {**fields, "status": "failed", "next_attempt_at": None}
+            return attempted
         failures = delivery.auto_failures + 1
-        fields["auto_failures"] = failures
+        attempted = replace(attempted, auto_failures=failures)
         endpoint = await self._repo.endpoint_failed(endpoint_id, now=now)
         if (
             endpoint is not None
@@ -204,14 +213,18 @@ class DeliveryWorker:
             >= self._settings.disable_after_seconds
         ):
             await self._disable(endpoint_id, "failing", FAILING_DISABLED, now)
-            return {**fields, "status": "failed", "next_attempt_at": None}
+            return attempted
         schedule = self._settings.retry_schedule
         if failures > len(schedule):
-            return {**fields, "status": "failed", "next_attempt_at": None}
+            return attempted
         delay = schedule[failures - 1] * (1 + random.uniform(0, self._settings.retry_jitter))
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)
-        return {**fields, "status": "pending", "next_attempt_at": now + timedelta(seconds=delay)}
+        return replace(
+            attempted,
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
 
     async def _disable(self, endpoint_id: str, reason: str, message: str, now: datetime) -> None:
         if await self._repo.disable_endpoint(endpoint_id, reason=reason, now=now):
@@ -225,18 +238,14 @@ class DeliveryWorker:
             )
 
 
-def _give_up(reason: str, now: datetime) -> dict[str, Any]:
-    return {"status": "failed", "next_attempt_at": None, "last_error": reason, "updated_at": now}
-
-
-def _attempt_entry(number: int, result: AttemptResult) -> dict[str, Any]:
-    return {
-        "attempt": number,
-        "started_at": to_rfc3339(result.started_at),
-        "duration_ms": result.duration_ms,
-        "outcome": result.outcome,
-        "status_code": result.status_code,
-        "error": result.error,
-        "response_body": result.response_body,
-        "retry_after_seconds": result.retry_after,
-    }
+def _attempt_entry(number: int, result: AttemptResult) -> Attempt:
+    return Attempt(
+        attempt=number,
+        started_at=result.started_at,
+        duration_ms=result.duration_ms,
+        outcome=result.outcome,
+        status_code=result.status_code,
+        error=result.error,
+        response_body=result.response_body,
+        retry_after_seconds=result.retry_after,
+    )

@@ -6,7 +6,7 @@ that a mistake there does not open the feature.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
@@ -18,7 +18,7 @@ from avc_common.errors import (
     ValidationFailed,
 )
 from avc_common.internal_auth import Caller, CurrentCaller
-from avc_common.timeutil import to_rfc3339
+from avc_common.timeutil import to_rfc3339, utcnow
 from avc_common.web import error_responses
 from avc_common.web.body import body_schema, parse_body
 from avc_webhooks.errors import (
@@ -29,7 +29,7 @@ from avc_webhooks.errors import (
     WebhookLimitReached,
     WebhookNotFound,
 )
-from avc_webhooks.repository import Delivery, Endpoint
+from avc_webhooks.repository import Attempt, Delivery, DeliveryStatus, Endpoint
 from avc_webhooks.schemas import (
     AttemptOut,
     DeliveryOut,
@@ -128,9 +128,8 @@ async def update_webhook(
     webhook_id: str, request: Request, caller: EnterpriseCaller, webhooks: Webhooks
 ) -> EndpointOut:
     body = await parse_body(request, EndpointUpdate)
-    changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
     endpoint = await webhooks.update_endpoint(
-        account_id=caller.account_id, endpoint_id=webhook_id, changes=changes
+        account_id=caller.account_id, endpoint_id=webhook_id, changes=body.changes(utcnow())
     )
     return _endpoint(endpoint)
 
@@ -211,11 +210,24 @@ def _delivery(delivery: Delivery) -> DeliveryOut:
         last_error=delivery.last_error,
         next_attempt_at=(
             to_rfc3339(delivery.next_attempt_at)
-            if delivery.status == "pending" and delivery.next_attempt_at
+            if delivery.status is DeliveryStatus.PENDING and delivery.next_attempt_at
             else None
         ),
         created_at=to_rfc3339(delivery.created_at),
         updated_at=to_rfc3339(delivery.updated_at),
         delivered_at=to_rfc3339(delivery.delivered_at) if delivery.delivered_at else None,
-        attempt_log=[AttemptOut.model_validate(entry) for entry in delivery.attempt_log],
+        attempt_log=[_attempt(entry) for entry in delivery.attempt_log],
+    )
+
+
+def _attempt(attempt: Attempt) -> AttemptOut:
+    return AttemptOut(
+        attempt=attempt.attempt,
+        started_at=to_rfc3339(attempt.started_at),
+        duration_ms=attempt.duration_ms,
+        outcome=attempt.outcome,
+        status_code=attempt.status_code,
+        error=attempt.error,
+        response_body=attempt.response_body,
+        retry_after_seconds=attempt.retry_after_seconds,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from avc_common.events import PUBLIC_EVENT_TYPES, PublicEventType
+from avc_webhooks.repository import KEEP, EndpointChanges
 
 MAX_DESCRIPTION: Final = 500
 MAX_URL: Final = 2048
@@ -59,6 +61,17 @@ class EndpointUpdate(BaseModel):
         if value is None:
             raise ValueError("may be left out, but not null")
         return value
+
+    def changes(self, now: datetime) -> EndpointChanges:
+        """Returns the change this body asks for (fields left out are kept)."""
+        given = self.model_fields_set
+        return EndpointChanges(
+            updated_at=now,
+            url=self.url if "url" in given and self.url is not None else KEEP,
+            events=list(self.events) if "events" in given and self.events is not None else KEEP,
+            enabled=self.enabled if "enabled" in given and self.enabled is not None else KEEP,
+            description=self.description if "description" in given else KEEP,
+        )
 
 
 class EndpointOut(BaseModel):

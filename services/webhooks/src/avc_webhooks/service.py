@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -21,7 +20,15 @@ from avc_webhooks.errors import (
     WebhookLimitReached,
     WebhookNotFound,
 )
-from avc_webhooks.repository import Delivery, Endpoint, Page, WebhookRepository
+from avc_webhooks.repository import (
+    KEEP,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointChanges,
+    Page,
+    WebhookRepository,
+)
 from avc_webhooks.signing import new_secret
 from avc_webhooks.ssrf import UrlPolicy, UrlRefused
 
@@ -110,31 +117,22 @@ class WebhookService:
         return endpoint
 
     async def update_endpoint(
-        self, *, account_id: str, endpoint_id: str, changes: dict[str, Any]
+        self, *, account_id: str, endpoint_id: str, changes: EndpointChanges
     ) -> Endpoint:
         """Returns the endpoint after applying `changes` (any of url, events, enabled,
         description). Enabling it again clears why it was disabled and its failure run."""
         current = await self.get_endpoint(account_id=account_id, endpoint_id=endpoint_id)
-        now = utcnow()
-        fields: dict[str, Any] = {"updated_at": now}
-        if "url" in changes and changes["url"] != current.url:
-            fields["url"] = await self._checked_url(changes["url"])
-        if "events" in changes:
-            fields["events"] = list(changes["events"])
-        if "description" in changes:
-            fields["description"] = changes["description"]
-        if "enabled" in changes:
-            fields["enabled"] = bool(changes["enabled"])
-            if changes["enabled"]:
-                fields["disabled_reason"] = None
-                fields["failing_since"] = None
+        if changes.url is not KEEP and changes.url != current.url:
+            await self._checked_url(changes.url)
         updated = await self._repo.update_endpoint(
-            account_id=account_id, endpoint_id=endpoint_id, fields=fields
+            account_id=account_id, endpoint_id=endpoint_id, changes=changes
         )
         if updated is None:
             raise WebhookNotFound()
         if current.enabled and not updated.enabled:
-            await self._repo.fail_pending(endpoint_id=endpoint_id, reason=DISABLED_BY_USER, now=now)
+            await self._repo.fail_pending(
+                endpoint_id=endpoint_id, reason=DISABLED_BY_USER, now=changes.updated_at
+            )
         return updated
 
     async def delete_endpoint(self, *, account_id: str, endpoint_id: str) -> None:
@@ -199,7 +197,7 @@ class WebhookService:
                 event_id=event.id,
                 event_type=event.type,
                 body=body,
-                status="pending",
+                status=DeliveryStatus.PENDING,
                 created_at=now,
                 updated_at=now,
                 next_attempt_at=now,

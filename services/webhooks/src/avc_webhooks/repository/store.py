@@ -13,154 +13,25 @@ API queries are scoped to the caller's account here; the worker reads by deliver
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Generic, TypeVar
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from avc_common.documents import DocumentDatabase, DuplicateKey
-from avc_common.timeutil import ensure_utc
+from avc_webhooks.repository.records import (
+    NO_LEASE,
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointChanges,
+    Page,
+)
 
 ENDPOINTS: Final = "endpoints"
 DELIVERIES: Final = "deliveries"
 NEWEST_FIRST: Final = [("created_at", -1), ("_id", -1)]
-# `lease_until` of a delivery nobody holds: long past, so `$lte now` matches it.
-NO_LEASE: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-T = TypeVar("T")
-
-
-def _time(value: Any) -> datetime | None:
-    return None if value is None else ensure_utc(value)
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    data: list[T]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def total_pages(self) -> int:
-        return math.ceil(self.total / self.per_page)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    id: str
-    account_id: str
-    url: str
-    events: list[str]
-    enabled: bool
-    description: str | None
-    secret: str
-    created_at: datetime
-    updated_at: datetime
-    failing_since: datetime | None = None
-    disabled_reason: str | None = None
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> Endpoint:
-        return cls(
-            id=doc["_id"],
-            account_id=doc["account_id"],
-            url=doc["url"],
-            events=list(doc.get("events") or ()),
-            enabled=bool(doc.get("enabled", True)),
-            description=doc.get("description"),
-            secret=doc["secret"],
-            created_at=ensure_utc(doc["created_at"]),
-            updated_at=ensure_utc(doc.get("updated_at") or doc["created_at"]),
-            failing_since=_time(doc.get("failing_since")),
-            disabled_reason=doc.get("disabled_reason"),
-        )
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "_id": self.id,
-            "account_id": self.account_id,
-            "url": self.url,
-            "events": list(self.events),
-            "enabled": self.enabled,
-            "description": self.description,
-            "secret": self.secret,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "failing_since": self.failing_since,
-            "disabled_reason": self.disabled_reason,
-        }
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: str
-    account_id: str
-    endpoint_id: str
-    event_id: str
-    event_type: str
-    body: str
-    """The exact JSON text sent (and signed) on every attempt."""
-    status: str
-    """`pending` (an attempt is due at `next_attempt_at`), `succeeded` or `failed`."""
-    created_at: datetime
-    updated_at: datetime
-    next_attempt_at: datetime | None
-    attempts: int = 0
-    auto_failures: int = 0
-    """Failed attempts since the schedule (re)started: the index into the retry schedule."""
-    last_status_code: int | None = None
-    last_error: str | None = None
-    delivered_at: datetime | None = None
-    lease_until: datetime = NO_LEASE
-    lease_token: str | None = None
-    attempt_log: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> Delivery:
-        return cls(
-            id=doc["_id"],
-            account_id=doc["account_id"],
-            endpoint_id=doc["endpoint_id"],
-            event_id=doc["event_id"],
-            event_type=doc["event_type"],
-            body=doc["body"],
-            status=doc["status"],
-            created_at=ensure_utc(doc["created_at"]),
-            updated_at=ensure_utc(doc.get("updated_at") or doc["created_at"]),
-            next_attempt_at=_time(doc.get("next_attempt_at")),
-            attempts=int(doc.get("attempts", 0)),
-            auto_failures=int(doc.get("auto_failures", 0)),
-            last_status_code=doc.get("last_status_code"),
-            last_error=doc.get("last_error"),
-            delivered_at=_time(doc.get("delivered_at")),
-            lease_until=_time(doc.get("lease_until")) or NO_LEASE,
-            lease_token=doc.get("lease_token"),
-            attempt_log=[dict(entry) for entry in doc.get("attempt_log") or ()],
-        )
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "_id": self.id,
-            "account_id": self.account_id,
-            "endpoint_id": self.endpoint_id,
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "body": self.body,
-            "status": self.status,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "next_attempt_at": self.next_attempt_at,
-            "attempts": self.attempts,
-            "auto_failures": self.auto_failures,
-            "last_status_code": self.last_status_code,
-            "last_error": self.last_error,
-            "delivered_at": self.delivered_at,
-            "lease_until": self.lease_until,
-            "lease_token": self.lease_token,
-            "attempt_log": list(self.attempt_log),
-        }
 
 
 class WebhookRepository:
@@ -199,10 +70,11 @@ class WebhookRepository:
         return None if doc is None else Endpoint.from_doc(doc)
 
     async def update_endpoint(
-        self, *, account_id: str, endpoint_id: str, fields: Mapping[str, Any]
+        self, *, account_id: str, endpoint_id: str, changes: EndpointChanges
     ) -> Endpoint | None:
+        """Returns the endpoint after `changes`; None when the account has no such endpoint."""
         doc = await self._endpoints.find_one_and_update(
-            {"_id": endpoint_id, "account_id": account_id}, {"$set": dict(fields)}
+            {"_id": endpoint_id, "account_id": account_id}, {"$set": changes.to_fields()}
         )
         return None if doc is None else Endpoint.from_doc(doc)
 
@@ -281,7 +153,7 @@ class WebhookRepository:
             {"_id": delivery_id, "account_id": account_id, "lease_until": {"$lte": now}},
             {
                 "$set": {
-                    "status": "pending",
+                    "status": DeliveryStatus.PENDING.value,
                     "next_attempt_at": now,
                     "auto_failures": 0,
                     "updated_at": now,
@@ -295,7 +167,11 @@ class WebhookRepository:
 
         A lease that ran out (its worker died mid-attempt) is claimable again, since the
         delivery's `next_attempt_at` is still in the past."""
-        due = {"status": "pending", "next_attempt_at": {"$lte": now}, "lease_until": {"$lte": now}}
+        due = {
+            "status": DeliveryStatus.PENDING.value,
+            "next_attempt_at": {"$lte": now},
+            "lease_until": {"$lte": now},
+        }
         # A read first: an idle worker polling must not take the database's write lock.
         if await self._deliveries.find_one(due) is None:
             return None
@@ -311,18 +187,17 @@ class WebhookRepository:
         delivery_id: str,
         *,
         token: str,
-        fields: Mapping[str, Any],
-        attempt: Mapping[str, Any] | None,
-        count_attempt: bool,
+        outcome: AttemptOutcome,
+        attempt: Attempt | None,
     ) -> bool:
         """Returns whether the result was stored (False: the lease was lost to another worker).
+        `attempt`: the attempt made (logged and counted); None when given up without one.
         Releases the lease in the same write."""
         update: dict[str, Any] = {
-            "$set": {**fields, "lease_until": NO_LEASE, "lease_token": None},
+            "$set": {**outcome.to_fields(), "lease_until": NO_LEASE, "lease_token": None},
         }
         if attempt is not None:
-            update["$push"] = {"attempt_log": dict(attempt)}
-        if count_attempt:
+            update["$push"] = {"attempt_log": attempt.to_doc()}
             update["$inc"] = {"attempts": 1}
         result = await self._deliveries.update_one(
             {"_id": delivery_id, "lease_token": token}, update
@@ -339,8 +214,18 @@ class WebhookRepository:
     async def fail_pending(self, *, endpoint_id: str, reason: str, now: datetime) -> int:
         """Returns how many pending deliveries of a disabled endpoint were given up."""
         result = await self._deliveries.update_many(
-            {"endpoint_id": endpoint_id, "status": "pending", "lease_until": {"$lte": now}},
-            {"$set": {"status": "failed", "next_attempt_at": None, "last_error": reason}},
+            {
+                "endpoint_id": endpoint_id,
+                "status": DeliveryStatus.PENDING.value,
+                "lease_until": {"$lte": now},
+            },
+            {
+                "$set": {
+                    "status": DeliveryStatus.FAILED.value,
+                    "next_attempt_at": None,
+                    "last_error": reason,
+                }
+            },
         )
         return result.modified_count
 
