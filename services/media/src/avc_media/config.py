@@ -76,6 +76,11 @@ class MediaSettings(BaseSettings):
     ffmpeg_path: str = ""
     # Temporary files of encodes (downloaded sources, HLS output before upload).
     work_dir: Path | None = None
+    # Scratch hygiene (`avc_media.scratch`): each worker sweeps folders of dead workers from
+    # the scratch root at start and then every interval; a folder whose owner cannot be proven
+    # dead (another machine's, an older version's) goes once nothing in it changed this long.
+    scratch_sweep_interval_seconds: float = Field(default=600.0, ge=1)
+    scratch_orphan_min_age_seconds: float = Field(default=6 * 3600.0, ge=60)
 
     # Reliability: encode leases and re-drive.
     lease_seconds: float = Field(default=60.0, ge=2)

@@ -45,3 +45,20 @@ class EncodeMetrics:
             ["kind"],
             registry=registry,
         )
+        # A worker took over the lease of a video whose previous worker stopped renewing it
+        # (killed, stalled or cut off from the database): each is one encode started again.
+        self.lease_takeovers = Counter(
+            "avc_media_lease_takeovers",
+            "Encodes taken over after another worker's lease ran out.",
+            registry=registry,
+        )
+        self.scratch_swept_folders = Counter(
+            "avc_media_scratch_swept_folders",
+            "Scratch folders left by dead workers and removed by the sweep.",
+            registry=registry,
+        )
+        self.scratch_swept_bytes = Counter(
+            "avc_media_scratch_swept_bytes",
+            "Bytes freed by removing scratch folders of dead workers.",
+            registry=registry,
+        )

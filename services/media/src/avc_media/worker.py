@@ -39,12 +39,15 @@ import asyncio
 import contextlib
 import os
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
+import anyio.to_thread
 import structlog
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -73,6 +76,7 @@ from avc_common.web import (
     metrics_registry,
     package_version,
 )
+from avc_media import scratch
 from avc_media.config import MediaSettings
 from avc_media.encoding.ffmpeg import find_binaries
 from avc_media.encoding.pipeline import EncodeOutput, Encoder, encode_failed
@@ -184,20 +188,52 @@ class EncodeWorker:
         """Returns the video leased to this worker; waits up to two lease periods while another
         worker's lease is live (it may be a dead worker's), then leaves it to that worker."""
         lease = self.settings.lease_seconds
-        deadline = time.monotonic() + 2 * lease
+        started = time.monotonic()
+        deadline = started + 2 * lease
+        seen = video
+        waiting_logged = False
         while True:
             leased = await self.jobs.acquire_lease(
                 video.account_id, video.id, owner=self.owner, seconds=lease
             )
             if leased is not None:
+                self._note_takeover(seen, waited=time.monotonic() - started)
                 return leased
             current = await self.jobs.get(video.account_id, video.id)
             if current is None or current.deleted or not current.processing:
                 return None
+            seen = current
             if time.monotonic() >= deadline:
                 log.info("encode_skipped", reason="held by a live worker")
                 return None
+            if not waiting_logged:
+                # Usually a redelivery after the holder died: nothing happens until its lease
+                # runs out, so say who holds it and until when.
+                log.info(
+                    "encode_waiting_for_lease",
+                    holder=current.lease_owner,
+                    lease_expires_at=current.lease_expires_at,
+                )
+                waiting_logged = True
             await asyncio.sleep(min(lease / 4, max(0.05, deadline - time.monotonic())))
+
+    def _note_takeover(self, before: Video, *, waited: float) -> None:
+        """Logs and counts a lease taken from another worker whose lease ran out (a lease that
+        was released instead leaves no owner behind)."""
+        holder, expires = before.lease_owner, before.lease_expires_at
+        if not holder or holder == self.owner or expires is None:
+            return
+        now = utcnow()
+        if expires > now:
+            return  # released early (its encode failed and will be retried), not taken over
+        self.metrics.lease_takeovers.inc()
+        log.warning(
+            "encode_lease_taken_over",
+            previous_owner=holder,
+            expired_seconds_ago=round((now - expires).total_seconds(), 1),
+            waited_seconds=round(waited, 1),
+            attempt=before.encode_attempts + 1,
+        )
 
     async def _encode(self, video: Video) -> None:
         video_id = video.id
@@ -443,6 +479,33 @@ class EncodeWorker:
         return run_once
 
 
+def scratch_root(settings: MediaSettings) -> Path:
+    """Returns the folder every worker of this machine keeps its scratch folder in."""
+    return settings.work_dir if settings.work_dir is not None else Path(tempfile.gettempdir())
+
+
+def scratch_sweep_pass(
+    root: Path, folder: scratch.ScratchFolder, settings: MediaSettings, metrics: EncodeMetrics
+) -> Callable[[int], Awaitable[object]]:
+    """Returns one pass of the periodic scratch sweep: marks this worker's folder as in use,
+    then removes the folders of dead workers (`avc_media.scratch`)."""
+
+    def sweep_once() -> scratch.Swept:
+        folder.touch()
+        return scratch.sweep(
+            root, min_age=settings.scratch_orphan_min_age_seconds, keep=folder.path
+        )
+
+    async def run_once(pass_number: int) -> None:
+        swept = await anyio.to_thread.run_sync(sweep_once)
+        if swept.folders:
+            metrics.scratch_swept_folders.inc(swept.folders)
+            metrics.scratch_swept_bytes.inc(swept.bytes)
+            log.info("scratch_swept", folders=swept.folders, bytes=swept.bytes)
+
+    return run_once
+
+
 def _worker_lifespan(settings: Settings, media_settings: MediaSettings) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -450,14 +513,20 @@ def _worker_lifespan(settings: Settings, media_settings: MediaSettings) -> Lifes
         log.info("ffmpeg_selected", ffmpeg=binaries.ffmpeg)
         db = app.state.documents
         await ensure_indexes(db)
+        metrics = EncodeMetrics(metrics_registry(app))
+        root = scratch_root(media_settings)
+        folder = await anyio.to_thread.run_sync(scratch.claim, root)
+        app.state.scratch_folder = folder
+        # Encodes go under this process's locked folder, so sweepers can tell they are alive.
+        encode_settings = media_settings.model_copy(update={"work_dir": folder.path})
         worker = EncodeWorker(
             settings=media_settings,
             jobs=EncodeJobs(db),
             deletions=Deletions(db),
             objects=app.state.objects,
             bus=app.state.bus,
-            encoder=Encoder(settings=media_settings, binaries=binaries, objects=app.state.objects),
-            metrics=EncodeMetrics(metrics_registry(app)),
+            encoder=Encoder(settings=encode_settings, binaries=binaries, objects=app.state.objects),
+            metrics=metrics,
         )
         app.state.encode_worker = worker
 
@@ -478,16 +547,26 @@ def _worker_lifespan(settings: Settings, media_settings: MediaSettings) -> Lifes
         # gone, so the first re-drive re-queues every video not being encoded.
         forgets = isinstance(app.state.bus, InMemoryBus)
         try:
-            async with periodic(
-                "media-redrive",
-                media_settings.redrive_interval_seconds,
-                worker.redrive_pass(bus_forgets=forgets),
-                jitter=_REDRIVE_JITTER,
-            ) as redrive:
+            async with (
+                periodic(
+                    "media-redrive",
+                    media_settings.redrive_interval_seconds,
+                    worker.redrive_pass(bus_forgets=forgets),
+                    jitter=_REDRIVE_JITTER,
+                ) as redrive,
+                periodic(
+                    "media-scratch-sweep",
+                    media_settings.scratch_sweep_interval_seconds,
+                    scratch_sweep_pass(root, folder, media_settings, metrics),
+                    jitter=_REDRIVE_JITTER,
+                ) as sweeper,
+            ):
                 app.state.media_redrive = redrive
+                app.state.media_scratch_sweep = sweeper
                 yield
         finally:
             await subscription.cancel()
+            await anyio.to_thread.run_sync(folder.release)
 
     return lifespan
 
