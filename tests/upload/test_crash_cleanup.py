@@ -24,6 +24,7 @@ from tests.upload.conftest import (
 )
 
 from avc_common.config import Settings
+from avc_common.objects.capabilities import stored_digests
 from avc_common.objects.local import LocalObjectStore
 
 CHUNK = 5 * MIB
@@ -93,7 +94,9 @@ async def _crash_then_retry(settings: Settings, *, at: int, resend: bool) -> lis
         assert {(c["source_key"], c["sha256"]) for c in media.calls} == {(expected, SHA256)}
         assert list(media.videos) == [(ACCOUNT, upload_id)]
         assert await second.stored_bytes(video["video_id"]) == DATA
-        assert (await second.objects.stat(expected)).sha256 == SHA256
+        digests = stored_digests(second.objects)
+        assert digests is not None
+        assert await digests.stored_sha256(expected) == SHA256
         assert _leftovers(settings) == []
         assert (await second.complete(upload_id)).json() == video
     return hook.steps

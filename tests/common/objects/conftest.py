@@ -119,16 +119,10 @@ class PlacedLocalObjectStore(LocalObjectStore):
     parts, so the contract also covers parts written in place (and those that do not fit)."""
 
     async def create_multipart(
-        self,
-        key: str,
-        *,
-        content_type: str = "application/octet-stream",
-        part_size: int | None = None,
+        self, key: str, *, content_type: str = "application/octet-stream"
     ) -> str:
-        return await super().create_multipart(
-            key,
-            content_type=content_type,
-            part_size=PLACED_PART_SIZE if part_size is None else part_size,
+        return await self.create_placed_multipart(
+            key, content_type=content_type, part_size=PLACED_PART_SIZE
         )
 
 

@@ -27,6 +27,8 @@ from avc_common.objects import (
     RangeNotSatisfiable,
     SizeMismatch,
 )
+from avc_common.objects.capabilities import placed_parts
+from avc_common.objects.s3 import S3ObjectStore
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -594,9 +596,16 @@ async def test_ping_fails_when_backend_is_gone(harness: Harness) -> None:
     assert time.monotonic() - started < 10
 
 
-async def test_part_size_hint_is_accepted_and_checked(store: ObjectStore) -> None:
+async def test_placed_parts_capability_is_accepted_and_checked(store: ObjectStore) -> None:
+    """PlacedParts is optional: the local store has it (parts written in place), S3 does not
+    (it places parts itself); where it is, the part size is checked and the parts complete."""
+    placed = placed_parts(store)
+    if isinstance(store, S3ObjectStore):
+        assert placed is None
+        return
+    assert placed is not None
     bodies = [blob(PART, seed=31), blob(PART, seed=32), blob(5, seed=33)]
-    upload_id = await store.create_multipart("up/hinted", part_size=PART)
+    upload_id = await placed.create_placed_multipart("up/hinted", part_size=PART)
     parts = [
         await store.put_part("up/hinted", upload_id, n, body, size=len(body))
         for n, body in ((3, bodies[2]), (1, bodies[0]), (2, bodies[1]))
@@ -606,4 +615,4 @@ async def test_part_size_hint_is_accepted_and_checked(store: ObjectStore) -> Non
     assert await store.read_bytes("up/hinted") == b"".join(bodies)
     for bad in (0, -5, 6 * 1024**3):
         with pytest.raises(ValueError, match="part_size"):
-            await store.create_multipart("up/hinted-bad", part_size=bad)
+            await placed.create_placed_multipart("up/hinted-bad", part_size=bad)

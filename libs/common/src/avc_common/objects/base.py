@@ -73,10 +73,6 @@ class ObjectInfo:
     etag: str
     content_type: str
     last_modified: datetime
-    sha256: str | None = None
-    """Hex SHA-256 of the whole object when the adapter saw every byte in order while writing it
-    (local adapter: `put` and `complete_multipart`); None when it did not (S3 concatenates
-    multipart uploads on the server, so only a read of the object could tell)."""
 
 
 @dataclass(frozen=True)
@@ -333,14 +329,9 @@ class ObjectStore(ABC):
         key: str,
         *,
         content_type: str = "application/octet-stream",
-        part_size: int | None = None,
     ) -> str:
-        """Returns the id of a new multipart upload that will become `key`.
-
-        `part_size` is a hint: every part but the last will be exactly this size (the last one
-        at most this size). Adapters may use it to place parts where they end up (the local
-        adapter writes them at their final offsets, so completing is a rename, not a copy);
-        parts that do not fit the hint are still accepted. S3 ignores it."""
+        """Returns the id of a new multipart upload that will become `key`. (Placing parts
+        where they end up is an optional capability: `capabilities.PlacedParts`.)"""
 
     @abstractmethod
     async def put_part(

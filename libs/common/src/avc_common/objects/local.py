@@ -140,7 +140,7 @@ class _Sink(Protocol):
 class _TempFile:
     """A file being written in a staging dir; renamed into place by a commit.
 
-    With `hashed=True` it keeps the MD5 (the etag, as S3's) and the SHA-256 (`ObjectInfo.sha256`)
+    With `hashed=True` it keeps the MD5 (the etag, as S3's) and the SHA-256 (`stored_sha256`)
     of everything written, for `put`. Parts are not hashed: their etags are version tags (see
     local_parts) and `complete_multipart` hashes the assembled object itself.
     """
@@ -372,21 +372,29 @@ class LocalObjectStore(ObjectStore):
         meta = self._read_meta(key)
         if meta is not None and meta.get("fingerprint") == _fingerprint(st):
             etag, content_type = meta.get("etag"), meta.get("content_type")
-            sha256 = meta.get("sha256")
             if isinstance(etag, str) and isinstance(content_type, str):
-                return ObjectInfo(
-                    key,
-                    st.st_size,
-                    etag,
-                    content_type,
-                    _mtime(st),
-                    sha256 if isinstance(sha256, str) else None,
-                )
+                return ObjectInfo(key, st.st_size, etag, content_type, _mtime(st))
         if meta is not None and not last_attempt:
             return None
         # No usable sidecar (a crash between renames, or a file copied in by hand).
         etag = hashlib.md5(repr(_fingerprint(st)).encode(), usedforsecurity=False).hexdigest()
         return ObjectInfo(key, st.st_size, etag, "application/octet-stream", _mtime(st))
+
+    def _sync_stored_sha256(self, key: str) -> str | None:
+        path = self._data_path(key)
+        self._check_contained(path, key)
+        with self._lock:
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                raise ObjectNotFound(f"no object {key!r}") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise ObjectNotFound(f"no object {key!r}")
+            meta = self._read_meta(key)
+        if meta is None or meta.get("fingerprint") != _fingerprint(st):
+            return None
+        sha256 = meta.get("sha256")
+        return sha256 if isinstance(sha256, str) else None
 
     def _sync_stat(self, key: str) -> ObjectInfo:
         path = self._data_path(key)
@@ -539,7 +547,7 @@ class LocalObjectStore(ObjectStore):
         _fsync_dir(os.path.dirname(meta_path))
         _fsync_dir(os.path.dirname(data_path))
         self._step("publish:data")
-        return ObjectInfo(key, st.st_size, etag, content_type, _mtime(st), sha256)
+        return ObjectInfo(key, st.st_size, etag, content_type, _mtime(st))
 
     async def _fill(self, tmp: _Sink, data: ByteSource, size: int | None) -> None:
         async with aclosing(iter_source(data)) as chunks:
@@ -584,7 +592,8 @@ class LocalObjectStore(ObjectStore):
     async def stored_sha256(self, key: str) -> str | None:
         """StoredDigests: the SHA-256 kept in the object's sidecar (None for a file whose
         sidecar does not describe it, e.g. one copied in by hand)."""
-        return (await self.stat(key)).sha256
+        validate_key(key)
+        return await self._run(self._sync_stored_sha256, key)
 
     async def stat(self, key: str) -> ObjectInfo:
         validate_key(key)
@@ -757,21 +766,20 @@ class LocalObjectStore(ObjectStore):
         self._sync_drop_upload(directory)
 
     async def create_multipart(
-        self,
-        key: str,
-        *,
-        content_type: str = "application/octet-stream",
-        part_size: int | None = None,
+        self, key: str, *, content_type: str = "application/octet-stream"
     ) -> str:
         validate_key(key)
-        validate_part_size(part_size)
-        return await self._run(self._sync_create_multipart, key, content_type, part_size)
+        return await self._run(self._sync_create_multipart, key, content_type, None)
 
     async def create_placed_multipart(
         self, key: str, *, content_type: str = "application/octet-stream", part_size: int
     ) -> str:
-        """PlacedParts: parts of `part_size` are written at their final offsets."""
-        return await self.create_multipart(key, content_type=content_type, part_size=part_size)
+        """PlacedParts: every part but the last is `part_size` long and written at its final
+        offset in one staged file, so completing is a rename; parts that do not fit are kept
+        aside and copied at completion."""
+        validate_key(key)
+        validate_part_size(part_size)
+        return await self._run(self._sync_create_multipart, key, content_type, part_size)
 
     async def put_part(
         self, key: str, upload_id: str, part_number: int, data: ByteSource, *, size: int

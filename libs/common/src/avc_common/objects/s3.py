@@ -48,7 +48,6 @@ from avc_common.objects.base import (
     sorted_parts,
     validate_key,
     validate_part_number,
-    validate_part_size,
     validate_prefix,
 )
 from avc_common.timeutil import ensure_utc, utcnow
@@ -431,10 +430,8 @@ class S3ObjectStore(ObjectStore):
         key: str,
         *,
         content_type: str = "application/octet-stream",
-        part_size: int | None = None,
     ) -> str:
         validate_key(key)
-        validate_part_size(part_size)  # S3 places parts itself: only checked
         headers: DictType = {"Content-Type": content_type}
         return await self._call(self._client._create_multipart_upload, self._bucket, key, headers)
 
