@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import random
 import re
@@ -59,11 +58,12 @@ from avc_common.documents.sqlite.query import (
     field,
 )
 from avc_common.documents.sqlite.update import apply_update
+from avc_common.logging import get_logger
 from avc_common.private_paths import PRIVATE_FILE, private_dir, private_file, tighten
 from avc_common.timeutil import utcnow
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SWEEP_ENV: Final = "AVC_SQLITE_TTL_SWEEP_SECONDS"
 _BUSY_TIMEOUT_MS: Final = 5_000
@@ -251,8 +251,9 @@ class SqliteDatabase(DocumentDatabase):
             await asyncio.sleep(self._sweep_seconds)
             try:
                 await self.sweep_expired()
-            except Exception:
-                log.warning("sqlite TTL sweep failed; retrying next interval", exc_info=True)
+            except Exception as exc:
+                # Retried at the next interval.
+                log.warning("sqlite_ttl_sweep_failed", error=str(exc), exc_info=exc)
 
 
 class SqliteCollection(Collection):
