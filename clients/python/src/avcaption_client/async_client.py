@@ -235,10 +235,14 @@ class AsyncClient:
         state_dir: Path | None = None,
         resume: bool = True,
         max_rate: float | None = None,
+        checksum: bool = True,
     ) -> up.UploadResult:
         """Uploads a file: one request up to `direct_max` bytes, else chunked with `parallel`
         chunks in flight, each with its SHA-256, resumable (see `avcaption_client.uploads`);
-        `max_rate` caps the bytes per second."""
+        `max_rate` caps the bytes per second;
+        `checksum=False` leaves out the chunks' SHA-256 (the whole file's is still taken by the
+        server)."""
+        started = time.monotonic()
         source = Path(path)
         size = await asyncio.to_thread(up.check_source, source)
         tracker = up.ProgressTracker(source, size, progress)
@@ -247,12 +251,19 @@ class AsyncClient:
             created = await self.upload_direct(source, title=title, on_read=tracker.add)
             tracker.add(0, 1)
             return up.UploadResult(
-                created.video_id, created.embed_token, created.status, source, size, False
+                created.video_id,
+                created.embed_token,
+                created.status,
+                source,
+                size,
+                False,
+                seconds=time.monotonic() - started,
             )
         state_file = up.state_path(source, state_dir)
         restarted = False
         for _ in range(3):
             plan = await self._plan(source, size, title, state_file, resume and not restarted)
+            plan.checksum = checksum
             tracker.start(plan)
             try:
                 if plan.completed_video is None:
@@ -279,6 +290,7 @@ class AsyncClient:
                 chunks_sent=sent,
                 resumed=plan.resumed,
                 restarted=restarted or plan.restarted,
+                seconds=time.monotonic() - started,
             )
         raise AvcError(f"{source}: the upload kept expiring; giving up")
 
@@ -345,7 +357,7 @@ class AsyncClient:
             while queue:
                 index = queue.popleft()
                 body, digest = await asyncio.to_thread(
-                    up.read_and_hash, fd, buffer, index, plan.chunk_size, size
+                    up.read_and_hash, fd, buffer, index, plan.chunk_size, size, plan.checksum
                 )
                 delay = pacer.reserve(len(body))
                 if delay > 0:

@@ -229,10 +229,14 @@ class Client:
         state_dir: Path | None = None,
         resume: bool = True,
         max_rate: float | None = None,
+        checksum: bool = True,
     ) -> up.UploadResult:
         """Uploads a file: one request up to `direct_max` bytes, else chunked with `parallel`
         chunks in flight, each with its SHA-256, resumable (see `avcaption_client.uploads`);
-        `max_rate` caps the bytes per second."""
+        `max_rate` caps the bytes per second;
+        `checksum=False` leaves out the chunks' SHA-256 (the whole file's is still taken by the
+        server)."""
+        started = time.monotonic()
         source = Path(path)
         size = up.check_source(source)
         tracker = up.ProgressTracker(source, size, progress)
@@ -241,12 +245,19 @@ class Client:
             created = self.upload_direct(source, title=title, on_read=tracker.add)
             tracker.add(0, 1)
             return up.UploadResult(
-                created.video_id, created.embed_token, created.status, source, size, False
+                created.video_id,
+                created.embed_token,
+                created.status,
+                source,
+                size,
+                False,
+                seconds=time.monotonic() - started,
             )
         state_file = up.state_path(source, state_dir)
         restarted = False
         for _ in range(3):
             plan = self._plan(source, size, title, state_file, resume and not restarted)
+            plan.checksum = checksum
             tracker.start(plan)
             try:
                 if plan.completed_video is None:
@@ -273,6 +284,7 @@ class Client:
                 chunks_sent=sent,
                 resumed=plan.resumed,
                 restarted=restarted or plan.restarted,
+                seconds=time.monotonic() - started,
             )
         raise AvcError(f"{source}: the upload kept expiring; giving up")
 
@@ -342,7 +354,7 @@ class Client:
             buffer = getattr(buffers, "chunk", None)
             if buffer is None:
                 buffer = buffers.chunk = bytearray(plan.chunk_size)
-            body, digest = up.read_and_hash(fd, buffer, index, plan.chunk_size, size)
+            body, digest = up.read_and_hash(fd, buffer, index, plan.chunk_size, size, plan.checksum)
             delay = pacer.reserve(len(body))
             if delay > 0:
                 time.sleep(delay)

@@ -59,6 +59,8 @@ class UploadResult:
     resumed: bool = False
     restarted: bool = False
     """True when a stored upload could not be resumed (expired, unknown) and began again."""
+    seconds: float = 0.0
+    """From the call to the answer of `complete` (or of the direct upload)."""
 
 
 @dataclass
@@ -155,19 +157,19 @@ def read_chunk(fd: int, buffer: bytearray, index: int, chunk_size: int, size: in
 
 
 def read_and_hash(
-    fd: int, buffer: bytearray, index: int, chunk_size: int, size: int
-) -> tuple[memoryview, str]:
-    """`read_chunk` and the chunk's SHA-256 (hex), in one call for a worker thread."""
+    fd: int, buffer: bytearray, index: int, chunk_size: int, size: int, checksum: bool = True
+) -> tuple[memoryview, str | None]:
+    """`read_chunk` and the chunk's SHA-256 (hex; None without `checksum`), in one call for a
+    worker thread."""
     view = read_chunk(fd, buffer, index, chunk_size, size)
-    return view, hashlib.sha256(view).hexdigest()
+    return view, hashlib.sha256(view).hexdigest() if checksum else None
 
 
 class ChunkBody:
-    """A request body over a chunk in a reused buffer, handed to the socket in slices: the
-    whole chunk is never copied (a retry iterates it again). httpx takes a sync iterable for
-    `Client` and an async one for `AsyncClient`: `for_async()` is the latter."""
-
-    SLICE = 256 * 1024
+    """A request body over a chunk in a reused buffer, handed over without a copy of ours (a
+    retry iterates it again). One piece: the HTTP layer frames it in one write, as it would
+    a bytes body — many small pieces cost an event-loop turn each. httpx takes a sync
+    iterable for `Client` and an async one for `AsyncClient`: `for_async()` is the latter."""
 
     def __init__(self, view: memoryview) -> None:
         self.view = view
@@ -175,9 +177,8 @@ class ChunkBody:
     def __len__(self) -> int:
         return len(self.view)
 
-    def __iter__(self) -> Iterator[bytes]:
-        for start in range(0, len(self.view), self.SLICE):
-            yield bytes(self.view[start : start + self.SLICE])
+    def __iter__(self) -> Iterator[memoryview]:
+        yield self.view
 
     def for_async(self) -> AsyncChunkBody:
         return AsyncChunkBody(self)
@@ -187,9 +188,8 @@ class AsyncChunkBody:
     def __init__(self, body: ChunkBody) -> None:
         self.body = body
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self.body:
-            yield piece
+    async def __aiter__(self) -> AsyncIterator[memoryview]:
+        yield self.body.view
 
 
 @dataclass
@@ -205,6 +205,8 @@ class ChunkPlan:
     completed_video: str | None = None
     restarted: bool = False
     """A stored upload was found but could not be resumed (expired, aborted, file changed)."""
+    checksum: bool = True
+    """Send each chunk's SHA-256 (`X-Chunk-SHA256`) for the server to check."""
 
 
 @dataclass

@@ -173,6 +173,8 @@ def _result_row(result: UploadResult, video: Video | None) -> list[Any]:
     how = "chunked" if result.chunked else "direct"
     if result.resumed:
         how += f", resumed ({result.chunks_sent} chunks sent)"
+    if result.seconds > 0:
+        how += f", {result.size / 1e6 / result.seconds:.1f} MB/s"
     return [result.path.name, result.video_id, video.status if video else result.status, how]
 
 
@@ -198,6 +200,10 @@ def upload(
     ] = None,
     no_resume: Annotated[
         bool, typer.Option("--no-resume", help="Start over even if an earlier run stopped.")
+    ] = False,
+    no_checksum: Annotated[
+        bool,
+        typer.Option("--no-checksum", help="Leave out each chunk's SHA-256 (saves CPU)."),
     ] = False,
     as_json: Json = False,
 ) -> None:
@@ -230,6 +236,7 @@ def upload(
                     state_dir=state_dir,
                     resume=not no_resume,
                     max_rate=rate,
+                    checksum=not no_checksum,
                 )
                 display.finish_file(path, "[green]done[/]")
             video = await client.wait_for_video(result.video_id) if wait else None
