@@ -110,7 +110,12 @@ def test_drag_and_drop_upload_becomes_ready_and_plays(
     page = tab.page
     log_in(page, email, password)
     page.evaluate("() => { window.notReloaded = true; }")
-    drop_files(page, "#dropzone", [("lesson-1.mp4", clip, 1_700_000_000_000)])
+    # Two files in one drop: each gets its own row and progress.
+    files = [("lesson-1.mp4", clip, 1_700_000_000_000), ("lesson-2.mp4", clip, 1_700_000_000_001)]
+    drop_files(page, "#dropzone", files)
+    page.locator("#uploads li.upload", has_text="lesson-2.mp4").locator(
+        ".state", has_text="uploaded"
+    ).wait_for()
     row = page.locator("#uploads li.upload", has_text="lesson-1.mp4")
     row.locator(".state", has_text="uploaded").wait_for()
     assert row.locator("progress").evaluate("p => p.value") == 100
@@ -121,6 +126,7 @@ def test_drag_and_drop_upload_becomes_ready_and_plays(
 
     listed = page.locator("#video-list tr", has_text="lesson-1")
     listed.wait_for()
+    page.locator("#video-list tr", has_text="lesson-2").wait_for()
     page.locator('#video-list tr[data-status="ready"]', has_text="lesson-1").wait_for(
         timeout=120_000
     )
