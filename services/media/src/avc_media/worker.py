@@ -76,6 +76,7 @@ from avc_common.web import (
     metrics_registry,
     package_version,
 )
+from avc_common.web.health import add_consumer_readiness_check
 from avc_media import scratch
 from avc_media.config import MediaSettings
 from avc_media.encoding.ffmpeg import find_binaries
@@ -543,6 +544,7 @@ def _worker_lifespan(settings: Settings, media_settings: MediaSettings) -> Lifes
             max_attempts=BUS_MAX_ATTEMPTS,
             retry_delay_seconds=BUS_RETRY_DELAY_SECONDS,
         )
+        add_consumer_readiness_check(app, QUEUE, subscription)
         # The in-process bus (all-in-one) starts empty: what was queued before a restart is
         # gone, so the first re-drive re-queues every video not being encoded.
         forgets = isinstance(app.state.bus, InMemoryBus)

@@ -46,6 +46,12 @@ class Subscription(ABC):
         """Stops delivery, lets in-flight handlers finish (bounded), keeps the queue and its
         messages for later subscribers."""
 
+    @abstractmethod
+    async def consuming(self) -> bool:
+        """Returns whether a live consumer takes this subscription's deliveries now (for
+        `/readyz`: connected to the broker is not enough while the consumer is being restored
+        after a broker restart)."""
+
 
 class Bus(ABC):
     """Topic publish/subscribe with durable per-consumer queues, retries and dead letters.

@@ -177,6 +177,10 @@ class _MemorySubscription(Subscription):
     def start(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch(), name=f"bus:{self._queue.name}")
 
+    async def consuming(self) -> bool:
+        # In-process: consuming for as long as the dispatcher runs (until cancel or close).
+        return self._dispatcher is not None and not self._dispatcher.done()
+
     async def _dispatch(self) -> None:
         # A slot is taken before a message is, so at most `prefetch` messages leave the queue for
         # this subscription and the others on the queue get the rest (competing consumers).

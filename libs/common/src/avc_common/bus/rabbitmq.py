@@ -516,6 +516,15 @@ class _RabbitSubscription(Subscription):
         except (TimeoutError, aiormq.exceptions.AMQPError, RuntimeError):
             log.debug("bus: could not sample the depth of %s", self.name, exc_info=True)
 
+    async def consuming(self) -> bool:
+        """Connected, and this subscription's consumer tag is registered on its live channel:
+        false from a connection loss until aio-pika's restore (or the watchdog's reopen) has
+        consumed again."""
+        conn = self._bus._conn
+        if self._stopped or conn is None or conn.is_closed or not conn.connected.is_set():
+            return False
+        return await self._consumer_alive()
+
     async def _consumer_alive(self) -> bool:
         channel, tag = self._channel, self._tag
         if channel is None or tag is None or channel.is_closed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -42,6 +42,23 @@ def add_readiness_check(
     app.state.readiness_checks[name] = _Check(
         check, timeout if timeout is not None else app.state.readiness_timeout
     )
+
+
+class Consuming(Protocol):
+    """What `add_consumer_readiness_check` asks (an `avc_common.bus.Subscription`)."""
+
+    async def consuming(self) -> bool: ...
+
+
+def add_consumer_readiness_check(app: FastAPI, queue: str, subscription: Consuming) -> None:
+    """Registers `consumer:<queue>`: ready means consuming, so `/readyz` fails while the
+    subscription has no live consumer (e.g. until it is restored after a broker restart)."""
+
+    async def check() -> None:
+        if not await subscription.consuming():
+            raise RuntimeError(f"no live consumer on {queue}")
+
+    add_readiness_check(app, f"consumer:{queue}", check)
 
 
 def install_health(app: FastAPI, *, default_timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
