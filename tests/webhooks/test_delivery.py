@@ -12,6 +12,7 @@ from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
+import pytest
 from tests.support.assertions import assert_error, eventually
 
 from avc_common.events import (
@@ -29,7 +30,8 @@ from avc_common.events import (
 )
 from avc_common.ids import new_id
 from avc_common.timeutil import utcnow
-from avc_webhooks.repository import AttemptOutcome, DeliveryStatus, WebhookRepository
+from avc_webhooks.dispatcher import DeliveryWorker
+from avc_webhooks.repository import AttemptOutcome, Delivery, DeliveryStatus, WebhookRepository
 from avc_webhooks.sender import parse_retry_after
 
 from .conftest import (
@@ -431,3 +433,37 @@ async def test_the_response_body_is_read_capped_and_stored_truncated(
     attempt = delivery["attempt_log"][0]
     assert attempt["status_code"] == 500
     assert attempt["response_body"] == "x" * 1024
+
+
+async def test_the_poll_sends_due_deliveries_concurrently_up_to_the_limit(
+    harness: WebhooksHarness, receiver: Receiver, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One poll pass (on `avc_common.periodic`) starts every due delivery, never more than
+    `concurrency` at once: with two attempts held, the other three stay unclaimed; released,
+    all five arrive."""
+    gate = asyncio.Event()
+    holding: list[str] = []
+    send = DeliveryWorker.deliver
+
+    async def held(self: DeliveryWorker, delivery: Delivery, token: str) -> None:
+        holding.append(delivery.id)
+        await gate.wait()
+        await send(self, delivery, token)
+
+    monkeypatch.setattr(DeliveryWorker, "deliver", held)
+    hook = await harness.create(receiver.url())
+    await harness.publish(*(one_event(harness.account_id) for _ in range(5)))
+    await harness.wait_for_deliveries(hook["id"], 5)
+    deliveries = harness.app.state.documents.collection("deliveries")
+    async with harness.worker(receiver_settings(ca_file, concurrency=2)) as app:
+        await eventually(lambda: len(holding) == 2)
+        poll = app.state.delivery_poll
+        assert poll.running
+        assert await deliveries.count({"endpoint_id": hook["id"], "lease_token": None}) == 3
+        assert len(holding) == 2
+        gate.set()
+        await harness.wait_for_status(hook["id"], "succeeded")
+        assert poll.stats.failures == 0
+    assert len(receiver.requests) == 5
+    assert len(set(holding)) == 5
+    assert not poll.running  # stopped with the worker's lifespan
