@@ -126,14 +126,6 @@ class DeliveryWorker:
         delivery = await self._repo.claim_due(now=self._clock(), lease=self._lease, token=token)
         return None if delivery is None else (delivery, token)
 
-    async def run_once(self) -> bool:
-        """Claims and sends one due delivery; returns False when none was due (tests)."""
-        claimed = await self._claim()
-        if claimed is None:
-            return False
-        await self.deliver(*claimed)
-        return True
-
     async def _deliver_guarded(self, delivery: Delivery, token: str) -> None:
         try:
             await self.deliver(delivery, token)
