@@ -190,7 +190,7 @@ for _base, _names in {
     NotFoundError: "upload_not_found",
     ConflictError: (
         "delivery_in_progress upload_completed upload_incomplete video_not_ready webhook_disabled "
-        "webhook_limit_reached too_many_api_keys preset_in_use"
+        "webhook_limit_reached too_many_api_keys api_key_limit_reached preset_in_use email_taken"
     ),
     GoneError: "upload_expired",
     PayloadTooLargeError: "file_too_large",
