@@ -24,7 +24,13 @@ async def test_the_worker_app_has_health_readiness_and_metrics(tmp_path: Path) -
     assert app.state.service == "media-worker"
     assert health.json() == {"status": "ok"}
     assert ready.status_code == 200
-    assert set(ready.json()["checks"]) == {"documents", "objects", "bus", "ffmpeg"}
+    assert set(ready.json()["checks"]) == {
+        "documents",
+        "objects",
+        "bus",
+        "ffmpeg",
+        "consumer:media.encode",
+    }
     assert "avc_media_encodes_in_progress" in metrics.text
 
 

@@ -17,6 +17,7 @@ from avc_common.config import Settings
 from avc_common.periodic import periodic
 from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import Lifespan, create_service_app, metrics_registry, package_version
+from avc_common.web.health import add_consumer_readiness_check
 from avc_stats.config import StatsSettings
 from avc_stats.repository import StatsRepository
 from avc_stats.routes import router
@@ -45,6 +46,7 @@ def _stats_lifespan(settings: StatsSettings) -> Lifespan:
         subscription = await app.state.bus.subscribe(
             QUEUE, ROUTING_KEYS, service.handle_event, prefetch=settings.consumer_prefetch
         )
+        add_consumer_readiness_check(app, QUEUE, subscription)
         try:
             # First pass at start: what a crash left behind is finished at once.
             async with periodic(

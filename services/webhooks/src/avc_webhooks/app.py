@@ -18,6 +18,7 @@ from avc_common.config import Settings
 from avc_common.events import PUBLIC_EVENT_TYPES
 from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import Lifespan, create_service_app, metrics_registry, package_version
+from avc_common.web.health import add_consumer_readiness_check
 from avc_webhooks.config import WebhookSettings
 from avc_webhooks.repository import WebhookRepository
 from avc_webhooks.routes import router
@@ -44,6 +45,7 @@ def _webhooks_lifespan(settings: WebhookSettings, resolver: Resolver | None) -> 
         subscription = await app.state.bus.subscribe(
             QUEUE, ROUTING_KEYS, service.fan_out_handler, prefetch=settings.consumer_prefetch
         )
+        add_consumer_readiness_check(app, QUEUE, subscription)
         try:
             yield
         finally:
