@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,18 +17,16 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from tests.support.assertions import internal_headers
 from tests.support.s3 import S3Server, free_port, moto_server  # noqa: F401 - re-exported, fixture
 from tests.support.videos import make_video
 
 from avc_common.bus import Bus
 from avc_common.config import Settings
 from avc_common.events import Event
-from avc_common.ids import new_id, new_token
+from avc_common.ids import new_token
 from avc_common.internal_auth import (
-    INTERNAL_TOKEN_HEADER,
-    Caller,
     CurrentCaller,
-    mint_internal_token,
 )
 from avc_common.objects import ObjectStore
 from avc_common.runtime import Adapters
@@ -41,19 +39,6 @@ ACCOUNT = "acct_" + "a" * 25
 OTHER_ACCOUNT = "acct_" + "b" * 25
 SEED_CONTENT_TYPE = "application/x-www-form-urlencoded"  # what curl -d / --data-binary send
 MIB = 1024 * 1024
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Asserts the public error shape and returns the body."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) <= {"error", "code", "request_id", "details"}, body
-    assert {"error", "code", "request_id"} <= set(body), body
-    assert body["code"] == code, body
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -75,20 +60,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def internal_headers(
+def upload_headers(
     account: str = ACCOUNT, *, content_type: str | None = SEED_CONTENT_TYPE, **extra: str
 ) -> dict[str, str]:
-    """Returns what the gateway would add: a minted internal token and a request id."""
-    request_id = new_id("req")
-    caller = Caller(account_id=account, plan="enterprise", request_id=request_id)
-    headers = {
-        INTERNAL_TOKEN_HEADER: mint_internal_token(caller, secret=SECRET),
-        "X-Request-ID": request_id,
-    }
+    """Returns the shared `internal_headers` for this suite's secret, with the Content-Type the
+    seed's curl sends (None: no Content-Type)."""
     if content_type:
-        headers["Content-Type"] = content_type
-    headers.update(extra)
-    return headers
+        extra = {"Content-Type": content_type, **extra}
+    return internal_headers(account, secret=SECRET, **extra)
 
 
 # -- fake media ----------------------------------------------------------------------------------
@@ -233,7 +212,7 @@ class Harness:
     def headers(
         self, account: str = ACCOUNT, *, content_type: str | None = SEED_CONTENT_TYPE, **extra: str
     ) -> dict[str, str]:
-        return internal_headers(account, content_type=content_type, **extra)
+        return upload_headers(account, content_type=content_type, **extra)
 
     @property
     def objects(self) -> ObjectStore:
@@ -380,14 +359,6 @@ class running_harness:  # noqa: N801 - used like a function
         await self._subscription.cancel()
         await self._lifespan.__aexit__(None, None, None)
         await self.adapters.aclose()
-
-
-async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

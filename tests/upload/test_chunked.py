@@ -10,12 +10,12 @@ import random
 from pathlib import Path
 
 import pytest
+from tests.support.assertions import assert_error
 from tests.upload.conftest import (
     ACCOUNT,
     MIB,
     OTHER_ACCOUNT,
     Harness,
-    assert_error,
     metric_value,
     upload_settings,
 )

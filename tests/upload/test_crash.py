@@ -10,12 +10,12 @@ import random
 from collections.abc import Callable
 
 import pytest
+from tests.support.assertions import assert_error
 from tests.upload.conftest import (
     ACCOUNT,
     MIB,
     FlakyAdapters,
     Harness,
-    assert_error,
     running_harness,
     upload_settings,
 )

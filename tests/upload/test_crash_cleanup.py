@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.support.assertions import assert_error
 from tests.upload.conftest import (
     ACCOUNT,
     MIB,
     FakeMedia,
     Harness,
-    assert_error,
     running_harness,
     upload_settings,
 )

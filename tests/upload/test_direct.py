@@ -7,11 +7,11 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.support.assertions import assert_error
 from tests.upload.conftest import (
     ACCOUNT,
     MIB,
     Harness,
-    assert_error,
     metric_value,
     upload_settings,
 )

@@ -7,14 +7,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.support.assertions import assert_error, eventually
 from tests.upload.conftest import (
     MIB,
     Harness,
-    assert_error,
     metric_value,
     running_harness,
     upload_settings,
-    wait_for,
 )
 
 from avc_common.config import Settings
@@ -70,7 +69,7 @@ async def test_the_background_sweeper_runs_on_its_interval(settings: Settings) -
         init = await harness.init(CHUNK + 1)
         await harness.send_chunks(init["upload_id"], b"y" * CHUNK, CHUNK, [0])
         assert len(staging(harness)) == 1
-        await wait_for(lambda: staging(harness) == [], within=5)
+        await eventually(lambda: staging(harness) == [], within=5)
         response = await harness.status(init["upload_id"])
         assert_error(response, 410, "upload_expired")
 

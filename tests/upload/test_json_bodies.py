@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.upload.conftest import Harness, assert_error
+from tests.support.assertions import assert_error
+from tests.upload.conftest import (
+    Harness,
+)
 
 NESTED = b"[" * 5000 + b"]" * 5000
 NESTED_IN_OBJECT = b'{"filename": "a.mp4", "size": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"

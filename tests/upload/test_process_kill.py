@@ -27,8 +27,8 @@ from tests.upload.conftest import (
     SECRET,
     FakeMedia,
     free_port,
-    internal_headers,
     sha256_of,
+    upload_headers,
 )
 
 from avc_common.config import Settings
@@ -129,7 +129,7 @@ async def test_killed_mid_chunk_and_mid_complete_then_retried(
                 await client.post(
                     "/api/v1/upload/init",
                     content=json.dumps({"filename": "lesson.mp4", "size": len(data)}),
-                    headers=internal_headers(),
+                    headers=upload_headers(),
                 )
             ).json()
             upload_id, total = init["upload_id"], init["total_chunks"]
@@ -138,7 +138,7 @@ async def test_killed_mid_chunk_and_mid_complete_then_retried(
                 return await client.post(
                     "/api/v1/upload/chunk",
                     content=data[index * CHUNK : (index + 1) * CHUNK],
-                    headers=internal_headers(
+                    headers=upload_headers(
                         **{"X-Upload-ID": upload_id, "X-Chunk-Index": str(index)}
                     ),
                 )
@@ -159,7 +159,7 @@ async def test_killed_mid_chunk_and_mid_complete_then_retried(
                 client.post(
                     "/api/v1/upload/chunk",
                     content=slow_body(),
-                    headers=internal_headers(**{"X-Upload-ID": upload_id, "X-Chunk-Index": "1"}),
+                    headers=upload_headers(**{"X-Upload-ID": upload_id, "X-Chunk-Index": "1"}),
                 )
             )
             await half_sent.wait()
@@ -177,7 +177,7 @@ async def test_killed_mid_chunk_and_mid_complete_then_retried(
         async with httpx.AsyncClient(base_url=second.base, timeout=30) as client:
             status = (
                 await client.get(
-                    f"/api/v1/upload/{upload_id}", headers=internal_headers(content_type=None)
+                    f"/api/v1/upload/{upload_id}", headers=upload_headers(content_type=None)
                 )
             ).json()
             assert status["received"] == [0, 2]
@@ -186,7 +186,7 @@ async def test_killed_mid_chunk_and_mid_complete_then_retried(
                 response = await client.post(
                     "/api/v1/upload/chunk",
                     content=data[index * CHUNK : (index + 1) * CHUNK],
-                    headers=internal_headers(
+                    headers=upload_headers(
                         **{"X-Upload-ID": upload_id, "X-Chunk-Index": str(index)}
                     ),
                 )
@@ -198,7 +198,7 @@ async def test_killed_mid_chunk_and_mid_complete_then_retried(
                 client.post(
                     "/api/v1/upload/complete",
                     content=json.dumps({"upload_id": upload_id}),
-                    headers=internal_headers(),
+                    headers=upload_headers(),
                 )
             )
             deadline = time.monotonic() + 20
@@ -223,14 +223,14 @@ async def test_killed_mid_chunk_and_mid_complete_then_retried(
             done = await client.post(
                 "/api/v1/upload/complete",
                 content=json.dumps({"upload_id": upload_id}),
-                headers=internal_headers(),
+                headers=upload_headers(),
             )
             assert done.status_code == 200, done.text
             video = done.json()
             again = await client.post(
                 "/api/v1/upload/complete",
                 content=json.dumps({"upload_id": upload_id}),
-                headers=internal_headers(),
+                headers=upload_headers(),
             )
             assert again.json() == video
     finally:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from tests.support.assertions import assert_error
 from tests.upload.conftest import (
     MIB,
     SECRET,
     S3Server,
-    assert_error,
     running_harness,
     upload_settings,
 )

@@ -82,6 +82,36 @@ class RecordedPart:
         return cls(etag=etag, size=_int(doc.get("size")), accepted=frozenset(accepted))
 
 
+class RecordedParts:
+    """The record's chunks by index, each read from the document only when asked for: a chunk
+    request reads the record twice and never looks at the other chunks' entries, and parsing
+    all of them there cost O(chunks) per chunk (~0.2 CPU s per 100-chunk upload)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
+        self._raw: Mapping[str, Any] = raw or {}
+
+    def get(self, index: int) -> RecordedPart | None:
+        entry = self._raw.get(part_field(index))
+        return None if entry is None else RecordedPart.from_doc(entry)
+
+    def __getitem__(self, index: int) -> RecordedPart:
+        part = self.get(index)
+        if part is None:
+            raise KeyError(index)
+        return part
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RecordedParts) and self._raw == other._raw
+
+    def __repr__(self) -> str:
+        return f"RecordedParts({len(self._raw)} chunks)"
+
+
 @dataclass(frozen=True)
 class Upload:
     """One upload record (chunked or direct)."""
@@ -103,7 +133,7 @@ class Upload:
     total_chunks: int | None = None
     multipart_id: str | None = None
     received: frozenset[int] = frozenset()
-    parts: Mapping[int, RecordedPart] = field(default_factory=dict)
+    parts: RecordedParts = field(default_factory=RecordedParts)
     init_request_id: str | None = None
     caller_plan: str = ""
     caller_api_preview: bool = False
@@ -144,7 +174,6 @@ class Upload:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Upload:
-        parts: Mapping[str, Any] = doc.get("parts") or {}
         return cls(
             id=doc["_id"],
             account_id=doc["account_id"],
@@ -163,11 +192,7 @@ class Upload:
             total_chunks=_int(doc.get("total_chunks")),
             multipart_id=doc.get("multipart_id"),
             received=frozenset(int(i) for i in doc.get("received") or ()),
-            parts={
-                int(name[1:]): RecordedPart.from_doc(entry)
-                for name, entry in parts.items()
-                if name.startswith("c") and name[1:].isdigit()
-            },
+            parts=RecordedParts(doc.get("parts")),
             init_request_id=doc.get("init_request_id"),
             caller_plan=doc.get("caller_plan") or "",
             caller_api_preview=bool(doc.get("caller_api_preview")),
