@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -20,6 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 from tests.media.conftest import (
     INTERNAL_SECRET,
     PLAYBACK_SECRET,
@@ -37,9 +40,16 @@ from tests.support.assertions import eventually
 from tests.support.videos import make_video
 
 from avc_common.config import Settings
+from avc_common.events import Event, VideoUploaded
+from avc_common.ids import new_id
+from avc_common.timeutil import utcnow
 from avc_media import scratch
+from avc_media.config import MediaSettings
+from avc_media.encoding.ffmpeg import find_binaries
+from avc_media.encoding.pipeline import Encoder
 from avc_media.metrics import EncodeMetrics
-from avc_media.worker import scratch_sweep_pass
+from avc_media.repository import Deletions, EncodeJobs
+from avc_media.worker import EncodeWorker, scratch_sweep_pass
 
 __all__ = ["rabbit"]  # the fixture, imported for the process test
 
@@ -48,6 +58,7 @@ HOUR = 3600.0
 _HOLDER = """
 import sys, time
 from pathlib import Path
+from typing import Any
 from avc_media import scratch
 folder = scratch.claim(Path(sys.argv[1]))
 (folder.path / "avc-encode-vid_x-1").mkdir()
@@ -323,3 +334,84 @@ async def _kill_one_mid_encode(
     assert sum(takeovers) == 1
     logged = await asyncio.to_thread(log.read_text)
     assert "encode_lease_taken_over" in logged
+
+
+# ---- lease take-overs, in-process --------------------------------------------------------------
+
+
+def _worker(media: Media, settings: MediaSettings, registry: CollectorRegistry) -> EncodeWorker:
+    db = media.app.state.documents
+    return EncodeWorker(
+        settings=settings,
+        jobs=EncodeJobs(db),
+        deletions=Deletions(db),
+        objects=media.objects,
+        bus=media.bus,
+        encoder=Encoder(settings=settings, binaries=find_binaries(settings), objects=media.objects),
+        metrics=EncodeMetrics(registry),
+        owner="the-new-worker",
+    )
+
+
+async def _registered(media: Media, lease: dict[str, object]) -> Event:
+    video_id = new_id("vid")
+    response = await media.register("acct_a", video_id=video_id)
+    assert response.status_code == 201, response.text
+    if lease:
+        await media.app.state.documents.collection("videos").update_one(
+            {"_id": video_id}, {"$set": lease}
+        )
+    return Event.of(
+        VideoUploaded(
+            video_id=video_id,
+            upload_id="upl_x",
+            filename="clip.mp4",
+            size_bytes=1000,
+            source_key=f"sources/{video_id}/original",
+        ),
+        account_id="acct_a",
+    )
+
+
+async def test_only_a_lease_that_ran_out_counts_as_taken_over(
+    make_media: Callable[..., Any], tmp_path: Path
+) -> None:
+    settings = media_settings(tmp_path / "work", lease_seconds=2.0)
+    registry = CollectorRegistry()
+    with capture_logs() as logs:
+        await _three_leases(make_media, settings, registry, logs)
+    assert registry.get_sample_value("avc_media_lease_takeovers_total") == 1
+    assert registry.get_sample_value("avc_media_encodes_total", {"outcome": "failed"}) == 3
+    taken = [line for line in logs if line["event"] == "encode_lease_taken_over"]
+    assert len(taken) == 1
+    assert taken[0]["previous_owner"] == "dead-worker"
+    assert taken[0]["expired_seconds_ago"] >= 5
+    waiting = [line for line in logs if line["event"] == "encode_waiting_for_lease"]
+    assert [line["holder"] for line in waiting] == ["live-worker"]
+
+
+async def _three_leases(
+    make_media: Callable[..., Any],
+    settings: MediaSettings,
+    registry: CollectorRegistry,
+    logs: list[MutableMapping[str, Any]],
+) -> None:
+    async with make_media() as media:
+        worker = _worker(media, settings, registry)
+        now = utcnow()
+        # A dead worker's lease, run out: taken over (then the missing source fails it).
+        dead = {"lease_owner": "dead-worker", "lease_expires_at": now - timedelta(seconds=5)}
+        await worker.handle(await _registered(media, dead))
+        assert registry.get_sample_value("avc_media_lease_takeovers_total") == 1
+        # Never leased: a first encode, no take-over.
+        await worker.handle(await _registered(media, {}))
+        # Live, then released by its holder (its encode failed and will be retried): no take-over.
+        live = {"lease_owner": "live-worker", "lease_expires_at": now + timedelta(seconds=30)}
+        event = await _registered(media, live)
+        handling = asyncio.create_task(worker.handle(event))
+        await eventually(lambda: any(e["event"] == "encode_waiting_for_lease" for e in logs))
+        video_id = event.data["video_id"]
+        await media.app.state.documents.collection("videos").update_one(
+            {"_id": video_id}, {"$unset": {"lease_owner": "", "lease_expires_at": ""}}
+        )
+        await asyncio.wait_for(handling, 30)
