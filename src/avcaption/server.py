@@ -79,9 +79,9 @@ def server_config(
         log_config=None,
         access_log=access_log,
         server_header=False,
-        # Who the client is stays our decision (AVC_TRUST_FORWARDED_FOR, read where the IP is
-        # used): uvicorn's own proxy_headers would trust X-Forwarded-For/-Proto from 127.0.0.1
-        # (FORWARDED_ALLOW_IPS) whatever that setting says.
+        # Who the client is stays our decision (AVC_GATEWAY_TRUST_FORWARDED_FOR, read where the
+        # IP is used): uvicorn's own proxy_headers would trust X-Forwarded-For/-Proto from
+        # 127.0.0.1 (FORWARDED_ALLOW_IPS) whatever that setting says.
         proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )

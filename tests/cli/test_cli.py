@@ -72,5 +72,5 @@ def test_serve_reports_a_bad_component_setting_without_a_traceback(
         app, ["serve", "--target", "all", "--data-dir", str(tmp_path), "--port", "18556"]
     )
     assert result.exit_code != 0
-    assert "jwt_secret" in result.output
+    assert "AVC_JWT_SECRET" in result.output  # the variable, not the field
     assert "Traceback" not in result.output

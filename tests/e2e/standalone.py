@@ -23,7 +23,7 @@ from avc_common.config import Settings
 from avc_common.logging import configure_logging
 from avc_common.web import create_service_app
 from avc_gateway.principal import Principal
-from avc_gateway.proxy import create_proxy_router
+from avc_gateway.proxy import ProxySettings, create_proxy_router
 from avc_gateway.public_routes import PublicRoute
 from avcaption.server import serve
 
@@ -45,7 +45,7 @@ async def admit_everyone(request: Request, route: PublicRoute) -> Principal | No
 
 def gateway_app() -> FastAPI:
     app = create_service_app(service="gateway", settings=Settings())
-    app.include_router(create_proxy_router(admit=admit_everyone))
+    app.include_router(create_proxy_router(admit=admit_everyone, settings=ProxySettings()))
     return app
 
 

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 LOGIN_LIMIT = 3
 PUBLIC_LIMIT = 4
 CHEAP_ARGON2 = {
-    "AVC_PASSWORD_HASH_TIME_COST": "1",
-    "AVC_PASSWORD_HASH_MEMORY_KIB": "64",
-    "AVC_PASSWORD_HASH_PARALLELISM": "1",
+    "AVC_GATEWAY_PASSWORD_HASH_TIME_COST": "1",
+    "AVC_GATEWAY_PASSWORD_HASH_MEMORY_KIB": "64",
+    "AVC_GATEWAY_PASSWORD_HASH_PARALLELISM": "1",
 }
 
 
@@ -33,9 +33,9 @@ def gateway(
 ) -> Iterator[tuple[Component, bool]]:
     trust: str = request.param
     env = {
-        "AVC_TRUST_FORWARDED_FOR": trust,
-        "AVC_LOGIN_RATE_LIMIT_PER_MINUTE": str(LOGIN_LIMIT),
-        "AVC_PUBLIC_RATE_LIMIT_PER_MINUTE": str(PUBLIC_LIMIT),
+        "AVC_GATEWAY_TRUST_FORWARDED_FOR": trust,
+        "AVC_GATEWAY_LOGIN_RATE_LIMIT_PER_MINUTE": str(LOGIN_LIMIT),
+        "AVC_GATEWAY_PUBLIC_RATE_LIMIT_PER_MINUTE": str(PUBLIC_LIMIT),
         **CHEAP_ARGON2,
     }
     root = tmp_path_factory.mktemp(f"xff-{trust}")

@@ -21,6 +21,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import SecretStr
 
+# Re-exported: tests/gateway/dashboard still imports it from here.
+from tests.support.assertions import assert_error as assert_error
+
 from avc_common.config import Settings
 from avc_common.logging import configure_logging
 from avc_common.ratelimit import RateLimiter, open_ratelimiter
@@ -37,18 +40,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORD = "correct horse battery"
 JWT_SECRET = "j" * 64
 API_KEY_SECRET = "k" * 40
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Asserts the exact public error shape; returns the body."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "code", "request_id"}, body
-    assert body["code"] == code
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 def fast_settings(**overrides: Any) -> GatewaySettings:

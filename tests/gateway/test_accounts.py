@@ -16,9 +16,9 @@ from tests.gateway.conftest import (
     PASSWORD,
     Gateway,
     StartGateway,
-    assert_error,
     fast_settings,
 )
+from tests.support.assertions import assert_error
 
 from avc_common.config import Settings
 from avc_common.documents import DuplicateKey

@@ -14,9 +14,9 @@ from tests.gateway.conftest import (
     API_KEY_SECRET,
     Gateway,
     StartGateway,
-    assert_error,
     fast_settings,
 )
+from tests.support.assertions import assert_error
 
 from avc_common.web import LifespanManager
 from avc_gateway.accounts.repository import API_KEYS

@@ -8,7 +8,8 @@ from typing import Any
 
 import jwt
 import pytest
-from tests.gateway.conftest import JWT_SECRET, Gateway, LogLines, assert_error
+from tests.gateway.conftest import JWT_SECRET, Gateway, LogLines
+from tests.support.assertions import assert_error
 
 from avc_gateway.accounts.repository import Account
 

@@ -7,10 +7,11 @@ import uuid
 
 import pytest
 from fastapi import Request
+from tests.support.assertions import assert_error
 
 from avc_common.errors import AppError
 
-from .conftest import PASSWORD, StartGateway, assert_error, fast_settings
+from .conftest import PASSWORD, StartGateway, fast_settings
 
 LOGIN = "/api/v1/auth/login"
 NESTED = b"[" * 5000 + b"]" * 5000

@@ -278,9 +278,9 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
 async def test_service_documents_are_fetched_over_http_in_separate_process_mode() -> None:
     async with serve(upload_app()) as upload_url:
         dead = f"http://127.0.0.1:{free_port()}"
-        upstreams = build_upstreams(ProxySettings(upload_url=upload_url, media_url=dead))
+        upstreams = build_upstreams(ProxySettings(), urls={"upload": upload_url, "media": dead})
         app = create_service_app(service="gateway", settings=settings())
-        install_public_openapi(app, upstreams=upstreams)
+        install_public_openapi(app, upstreams=upstreams, settings=ProxySettings())
         response = await fetch(app)
         await upstreams.aclose()
     assert response.status_code == 200

@@ -56,7 +56,7 @@ async def gateway_without_guard(mode: str) -> AsyncIterator[httpx.AsyncClient]:
     service = echo_service()
     if mode == "http":
         async with serve(service) as url:
-            upstreams = build_upstreams(ProxySettings(media_url=url))
+            upstreams = build_upstreams(ProxySettings(), urls={"media": url})
             async with _served(upstreams) as client:
                 yield client
     else:

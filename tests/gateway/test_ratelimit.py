@@ -8,7 +8,8 @@ from collections.abc import Callable
 import httpx
 from fastapi import Request
 from starlette.types import Message, Receive, Scope, Send
-from tests.gateway.conftest import Gateway, StartGateway, assert_error, fast_settings
+from tests.gateway.conftest import Gateway, StartGateway, fast_settings
+from tests.support.assertions import assert_error
 
 from avc_common.ratelimit import RateLimitDecision
 from avc_common.runtime import Adapters

@@ -25,7 +25,7 @@ THREADS = 4
 def test_a_killed_gateway_leaves_the_other_serving_within_the_shared_limit(
     tmp_path: Path, moto_server: S3Server
 ) -> None:
-    env = {"AVC_READ_RATE_LIMIT_PER_MINUTE": str(LIMIT)}
+    env = {"AVC_GATEWAY_READ_RATE_LIMIT_PER_MINUTE": str(LIMIT)}
     with running_system(
         tmp_path / "sys", moto_server, services=("media",), workers=(), gateways=2, env=env
     ) as system:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from avc_common.secrets import OptionalSecret
 
 ServiceName = Literal["gateway", "upload", "media", "stats", "webhooks"]
 SERVICE_NAMES: tuple[ServiceName, ...] = ("gateway", "upload", "media", "stats", "webhooks")
@@ -36,6 +39,8 @@ class Settings(BaseSettings):
 
     # Where each service listens when components run as separate processes (the gateway proxies
     # to them; upload calls media). Ignored in all-in-one mode, where calls stay in-process.
+    # Declared only here: the gateway's proxy reads these too. Empty: not configured (the
+    # gateway answers that service's routes 503).
     upload_url: str = "http://127.0.0.1:8081"
     media_url: str = "http://127.0.0.1:8082"
     stats_url: str = "http://127.0.0.1:8083"
@@ -58,7 +63,18 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # Signs the gateway's per-request internal tokens; services verify with the same secret.
-    internal_secret: SecretStr = SecretStr("")
+    internal_secret: OptionalSecret = SecretStr("")
+
+    @field_validator("upload_url", "media_url", "stats_url", "webhooks_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http(s) URL such as http://upload:8080")
+            if parts.query or parts.fragment:
+                raise ValueError("must not have a query or fragment")
+        return value
 
     @cached_property
     def resolved_data_dir(self) -> Path:

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 
 from avc_common.errors import Unauthorized
 from avc_common.logging import bind_log_context
+from avc_common.secrets import check_secret_length
 
 INTERNAL_TOKEN_HEADER: Final = "X-AVC-Internal-Token"  # noqa: S105 - a header name
 _ALGORITHMS: Final = ["HS256"]  # fixed here, never taken from the token
@@ -26,7 +27,6 @@ _AUDIENCE: Final = "avcaption-internal"
 DEFAULT_TTL_SECONDS: Final = 60
 # Tolerates small clock differences between gateway and service hosts.
 _LEEWAY_SECONDS: Final = 5
-MIN_SECRET_BYTES: Final = 32
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,11 @@ class Caller:
 
 def check_secret(secret: str) -> bytes:
     """Returns the secret as bytes; raises ValueError when it is too short to be safe."""
-    raw = secret.encode()
-    if len(raw) < MIN_SECRET_BYTES:
-        raise ValueError(
-            f"AVC_INTERNAL_SECRET must be at least {MIN_SECRET_BYTES} bytes "
-            "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
-        )
-    return raw
+    try:
+        check_secret_length(secret)
+    except ValueError as exc:
+        raise ValueError(f"AVC_INTERNAL_SECRET {exc}") from None
+    return secret.encode()
 
 
 def mint_internal_token(

@@ -14,9 +14,8 @@ import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
 
-MIN_SECRET_BYTES: Final = 32
+from avc_common.secrets import MIN_SECRET_BYTES
 
 
 class SecretsError(RuntimeError):

@@ -17,7 +17,7 @@ from avc_gateway.forwarded import TrustedForwardedProto
 from avc_gateway.gatekeeper import admit, gatekeeper_lifespan
 from avc_gateway.openapi import install_public_openapi
 from avc_gateway.path_guard import PathGuard
-from avc_gateway.proxy import create_proxy_router
+from avc_gateway.proxy import ProxySettings, create_proxy_router
 from avc_gateway.ratelimits import with_ratelimit_headers
 
 SERVICE: Final = "gateway"
@@ -28,10 +28,13 @@ def create_app(
     *,
     adapters: Adapters | None = None,
     gateway_settings: GatewaySettings | None = None,
+    proxy_settings: ProxySettings | None = None,
 ) -> FastAPI:
-    """Returns the gateway app (`gateway_settings` default to the `AVC_*` environment)."""
+    """Returns the gateway app; settings not given are read from the environment, here only
+    (`AVC_*` shared, `AVC_GATEWAY_*` the gateway's own)."""
     settings = settings if settings is not None else Settings()
     gateway_settings = gateway_settings if gateway_settings is not None else GatewaySettings()
+    proxy_settings = proxy_settings if proxy_settings is not None else ProxySettings()
     app = create_service_app(
         service=SERVICE,
         settings=settings,
@@ -56,6 +59,6 @@ def create_app(
     # The web dashboard at / and /dashboard/… (paths the public route table does not hold).
     install_dashboard(app)
     # After the gateway's own routes: every other public path is forwarded to its service.
-    app.include_router(create_proxy_router(admit=admit))
-    install_public_openapi(app)
+    app.include_router(create_proxy_router(admit=admit, settings=proxy_settings))
+    install_public_openapi(app, settings=proxy_settings)
     return app

@@ -1,29 +1,63 @@
-"""The gateway's own settings (`AVC_*`), beside the shared `avc_common.config.Settings`.
+"""The gateway's own settings (`AVC_GATEWAY_*`), beside the shared `avc_common.config.Settings`.
 
 Secrets left empty are generated once and kept under the data dir (see `secrets_store`), which
 is right for the quick start only: several replicas must be given the same values.
+
+The two secrets keep their un-prefixed names (`AVC_JWT_SECRET`, `AVC_API_KEY_SECRET`): a
+renamed secret that an operator forgets to rename is not an error but an empty value, and the
+gateway would quietly generate a new one, logging out every session or invalidating every API
+key. Every other variable moved under `AVC_GATEWAY_`; the old names (`RENAMED_ENV`) work until
+the next release, with a warning at start.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from avc_common.config_compat import with_deprecated_env
+from avc_common.secrets import OptionalSecret
 
 AccountRateClass = Literal["read", "write", "upload", "stats"]
 """The classes counted per API key / account, which the operator may raise for one account."""
 ACCOUNT_RATE_CLASSES: Final[tuple[AccountRateClass, ...]] = ("read", "write", "upload", "stats")
-MIN_SECRET_BYTES: Final = 32
+
+ENV_PREFIX: Final = "AVC_GATEWAY_"
+_GATEWAY_FIELDS: Final = (
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_ttl_seconds",
+    "read_rate_limit_per_minute",
+    "write_rate_limit_per_minute",
+    "upload_rate_limit_per_minute",
+    "stats_rate_limit_per_minute",
+    "public_rate_limit_per_minute",
+    "login_rate_limit_per_minute",
+    "login_ip_rate_limit_per_minute",
+    "trust_forwarded_for",
+    "last_used_flush_seconds",
+    "max_api_keys_per_account",
+    "password_hash_time_cost",
+    "password_hash_memory_kib",
+    "password_hash_parallelism",
+)
+RENAMED_ENV: Final = {f"AVC_{name.upper()}": name for name in _GATEWAY_FIELDS}
+"""Old variable -> field of `GatewaySettings` (read as `AVC_GATEWAY_<FIELD>` now)."""
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AVC_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # Signs dashboard sessions (HS256). Empty: generated once, kept in <data dir>/secrets.
-    jwt_secret: SecretStr = SecretStr("")
+    jwt_secret: OptionalSecret = Field(default=SecretStr(""), validation_alias="AVC_JWT_SECRET")
     # HMAC key of the stored API-key hashes. Changing it invalidates every API key.
-    api_key_secret: SecretStr = SecretStr("")
+    api_key_secret: OptionalSecret = Field(
+        default=SecretStr(""), validation_alias="AVC_API_KEY_SECRET"
+    )
     jwt_issuer: str = Field(default="avcaption", min_length=1)
     jwt_audience: str = Field(default="avcaption-api", min_length=1)
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
@@ -50,16 +84,20 @@ class GatewaySettings(BaseSettings):
     password_hash_memory_kib: int = Field(default=65536, ge=64)
     password_hash_parallelism: int = Field(default=4, ge=1)
 
-    @field_validator("jwt_secret", "api_key_secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if raw and len(raw.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(
-                f"must be at least {MIN_SECRET_BYTES} bytes "
-                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
-            )
-        return value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return with_deprecated_env(
+            settings_cls,
+            (init_settings, env_settings, dotenv_settings, file_secret_settings),
+            renamed=RENAMED_ENV,
+        )
 
     def account_rate_limits(self) -> dict[AccountRateClass, int]:
         """Returns the default per-minute limit of each per-account class."""

@@ -1,4 +1,4 @@
-"""`X-Forwarded-Proto` from a trusted proxy (`AVC_TRUST_FORWARDED_FOR=true` only).
+"""`X-Forwarded-Proto` from a trusted proxy (`AVC_GATEWAY_TRUST_FORWARDED_FOR=true` only).
 
 uvicorn's own proxy-header handling is off (`avcaption.server`), so that only our setting
 decides what the client said about itself. Behind a proxy that terminates TLS, the scheme the

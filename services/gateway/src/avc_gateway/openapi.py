@@ -362,13 +362,13 @@ def _remove_default_docs(app: FastAPI) -> None:
 
 
 def install_public_openapi(
-    app: FastAPI, *, upstreams: Upstreams | None = None, settings: ProxySettings | None = None
+    app: FastAPI, *, settings: ProxySettings, upstreams: Upstreams | None = None
 ) -> PublicOpenAPI:
     """Serves the public document at `/api/v1/openapi.json` and Swagger UI at `/docs` in place
     of FastAPI's defaults. `upstreams=None`: those the proxy router publishes on
     `app.state.upstreams` when the app starts."""
     _remove_default_docs(app)
-    public = PublicOpenAPI(app, upstreams=upstreams, settings=settings or ProxySettings())
+    public = PublicOpenAPI(app, upstreams=upstreams, settings=settings)
     app.state.public_openapi = public
     router = APIRouter()
 

@@ -1,22 +1,37 @@
-"""Where the gateway finds each service, and how long it waits for them (`AVC_*`)."""
+"""How long the gateway waits for the services it forwards to (`AVC_GATEWAY_*`).
+
+Where each service is found is not here: the URLs are shared settings
+(`avc_common.config.Settings`, `AVC_<SERVICE>_URL`), also read by services that call each other.
+Built from the environment once, in `avc_gateway.app.create_app`.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import Final
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from avc_common.config_compat import with_deprecated_env
+from avc_gateway.config import ENV_PREFIX
+
+_PROXY_FIELDS: Final = (
+    "proxy_connect_timeout",
+    "proxy_read_timeout",
+    "proxy_write_timeout",
+    "proxy_pool_timeout",
+    "proxy_max_connections",
+    "proxy_max_keepalive_connections",
+    "proxy_keepalive_expiry",
+    "openapi_cache_seconds",
+    "openapi_fetch_timeout",
+)
+RENAMED_ENV: Final = {f"AVC_{name.upper()}": name for name in _PROXY_FIELDS}
+"""Old variable -> field of `ProxySettings` (read as `AVC_GATEWAY_<FIELD>` now)."""
 
 
 class ProxySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AVC_", extra="ignore", frozen=True)
-
-    # Base URLs of the services when they run as separate processes (`http://upload:8080`).
-    # Ignored in all-in-one mode, where the gateway calls the services in-process.
-    upload_url: str = ""
-    media_url: str = ""
-    stats_url: str = ""
-    webhooks_url: str = ""
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     proxy_connect_timeout: float = Field(default=5.0, gt=0)
     # Per read/write, not per request: a slow 5 MiB chunk upload must not be cut off.
@@ -34,18 +49,17 @@ class ProxySettings(BaseSettings):
     openapi_cache_seconds: float = Field(default=30.0, ge=0)
     openapi_fetch_timeout: float = Field(default=5.0, gt=0)
 
-    @field_validator("upload_url", "media_url", "stats_url", "webhooks_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be an http(s) URL such as http://upload:8080")
-            if parts.query or parts.fragment:
-                raise ValueError("must not have a query or fragment")
-        return value
-
-    def service_url(self, service: str) -> str:
-        """Returns the configured base URL of `service` ("" when none)."""
-        value: str = getattr(self, f"{service}_url", "")
-        return value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return with_deprecated_env(
+            settings_cls,
+            (init_settings, env_settings, dotenv_settings, file_secret_settings),
+            renamed=RENAMED_ENV,
+        )

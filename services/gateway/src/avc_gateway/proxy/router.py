@@ -17,13 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from avc_common.config import Settings
 from avc_common.errors import MethodNotAllowed, NotFound, ServiceUnavailable
 from avc_common.internal_auth import mint_internal_token
 from avc_common.web import current_request_id
 from avc_gateway.principal import Principal
 from avc_gateway.proxy.config import ProxySettings
 from avc_gateway.proxy.forward import forward
-from avc_gateway.proxy.upstreams import Upstreams, build_upstreams
+from avc_gateway.proxy.upstreams import Upstreams, build_upstreams, service_urls
 from avc_gateway.public_routes import PUBLIC_ROUTES, PublicRoute, RouteMatch, match_route
 
 AdmitFn = Callable[[Request, PublicRoute], Awaitable[Principal | None]]
@@ -41,14 +42,14 @@ def proxied_templates() -> list[str]:
 def create_proxy_router(
     *,
     admit: AdmitFn,
+    settings: ProxySettings,
     upstreams: Upstreams | None = None,
-    settings: ProxySettings | None = None,
 ) -> APIRouter:
     """Returns the router forwarding every service-owned public route.
 
     With `upstreams=None` the router builds them itself when the app starts (its lifespan is
     merged into the app's by `include_router`): in-process apps from `app.state.service_apps`
-    (all-in-one mode), else the URLs of `settings` (`ProxySettings()` from the environment);
+    (all-in-one mode), else the service URLs of the app's shared `Settings` (`app.state.settings`);
     they are published as `app.state.upstreams` and closed at shutdown. Upstreams passed in
     are the caller's to close."""
     router = APIRouter(lifespan=None if upstreams is not None else _lifespan(settings))
@@ -126,12 +127,13 @@ def _route_path(scope: Scope) -> str:
 
 
 def _lifespan(
-    settings: ProxySettings | None,
+    settings: ProxySettings,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service_apps = getattr(app.state, "service_apps", None)
-        built = build_upstreams(settings or ProxySettings(), service_apps)
+        shared: Settings = app.state.settings
+        built = build_upstreams(settings, service_apps, urls=service_urls(shared))
         setattr(app.state, UPSTREAMS_STATE, built)
         try:
             yield

@@ -14,6 +14,7 @@ from typing import Final
 import httpx
 from starlette.types import ASGIApp
 
+from avc_common.config import ServiceName, Settings
 from avc_common.logging import get_logger
 from avc_gateway.proxy.asgi_transport import StreamingASGITransport
 from avc_gateway.proxy.config import ProxySettings
@@ -22,7 +23,7 @@ from avc_gateway.proxy.pool import ServicePool
 log = get_logger(__name__)
 
 # Every service that owns public routes (the gateway serves its own).
-PROXIED_SERVICES: Final = ("upload", "media", "stats", "webhooks")
+PROXIED_SERVICES: Final[tuple[ServiceName, ...]] = ("upload", "media", "stats", "webhooks")
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,24 @@ def http_transport(base_url: httpx.URL, settings: ProxySettings) -> ServicePool:
     )
 
 
+def service_urls(settings: Settings) -> dict[str, str]:
+    """Returns the base URL of every proxied service (`AVC_<SERVICE>_URL`, "" for none)."""
+    return {service: settings.service_url(service) for service in PROXIED_SERVICES}
+
+
 def build_upstreams(
-    settings: ProxySettings, service_apps: Mapping[str, ASGIApp] | None = None
+    settings: ProxySettings,
+    service_apps: Mapping[str, ASGIApp] | None = None,
+    *,
+    urls: Mapping[str, str] | None = None,
 ) -> Upstreams:
-    """Returns the upstreams: in-process apps where given (all-in-one mode), else the URLs."""
+    """Returns the upstreams: in-process apps where given (all-in-one mode), else the `urls`
+    (`service_urls(settings)` of the shared settings)."""
     timeout = timeout_from(settings)
     built: dict[str, Upstream] = {}
     for service in PROXIED_SERVICES:
         app = (service_apps or {}).get(service)
-        url = settings.service_url(service)
+        url = (urls or {}).get(service, "")
         if app is not None:
             built[service] = Upstream(
                 service=service,
