@@ -1,4 +1,4 @@
-"""Only `AVC_TRUST_FORWARDED_FOR` decides whether `X-Forwarded-For` names the client.
+"""Only `AVC_GATEWAY_TRUST_FORWARDED_FOR` decides whether `X-Forwarded-For` names the client.
 
 A real `avcaption serve --target gateway` process on 127.0.0.1 (the address uvicorn trusted by
 default for proxy headers, so a spoofed header used to reset every per-IP budget): with the
