@@ -46,7 +46,7 @@ TARGET_RATIO = 0.5
 UPLOAD_ID = "upl_benchdoesnotexist"
 PATH = f"/api/v1/upload/{UPLOAD_ID}"
 HIGH_LIMITS = {
-    f"AVC_{name}_RATE_LIMIT_PER_MINUTE": "1000000000" for name in ("READ", "WRITE", "STATS")
+    f"AVC_GATEWAY_{name}_RATE_LIMIT_PER_MINUTE": "1000000000" for name in ("READ", "WRITE", "STATS")
 }
 
 
