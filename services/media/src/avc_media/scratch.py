@@ -212,9 +212,12 @@ def _remove_if_idle(
     return _remove(path, reason="idle", owner=owner)
 
 
-def _remove(path: Path, *, reason: str, owner: dict[str, object]) -> int:
+def _remove(path: Path, *, reason: str, owner: dict[str, object]) -> int | None:
     size, _ = _usage(path)
     shutil.rmtree(path, ignore_errors=True)
+    if path.exists():  # not ours to remove (permissions): say so once per sweep, keep going
+        log.warning("scratch_orphan_not_removed", folder=str(path), reason=reason)
+        return None
     log.warning(
         "scratch_orphan_removed",
         folder=str(path),
