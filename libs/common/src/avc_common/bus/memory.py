@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -24,8 +23,9 @@ from avc_common.bus.base import (
     retry_delay,
 )
 from avc_common.events import Event
+from avc_common.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
@@ -200,7 +200,7 @@ class _MemorySubscription(Subscription):
             try:
                 event = Event.from_json(message.body)
             except (ValidationError, ValueError) as exc:
-                log.error("bus: invalid event body on %s, dead-lettered: %s", self._queue.name, exc)
+                log.error("bus_event_invalid_dead_lettered", queue=self._queue.name, error=str(exc))
                 self._dead_letter(message, f"invalid event body: {error_text(exc)}", None)
                 return
             attempt = message.failed_attempts + 1
@@ -218,23 +218,23 @@ class _MemorySubscription(Subscription):
     def _on_failure(self, message: _Message, event: Event, attempt: int, exc: Exception) -> None:
         if attempt >= self._max_attempts:
             log.error(
-                "bus: %s failed %d times on %s; dead-lettered",
-                event.id,
-                attempt,
-                self._queue.name,
+                "bus_event_dead_lettered",
+                event_id=event.id,
+                attempts=attempt,
+                queue=self._queue.name,
                 exc_info=exc,
             )
             self._dead_letter(replace(message, failed_attempts=attempt), error_text(exc), event)
             return
         delay = retry_delay(self._retry_delay, attempt)
         log.warning(
-            "bus: %s failed on %s (attempt %d/%d), retry in %.1fs: %r",
-            event.id,
-            self._queue.name,
-            attempt,
-            self._max_attempts,
-            delay,
-            exc,
+            "bus_event_retry",
+            event_id=event.id,
+            queue=self._queue.name,
+            attempt=attempt,
+            max_attempts=self._max_attempts,
+            retry_in_seconds=round(delay, 1),
+            error=repr(exc),
         )
         self._bus._schedule_retry(self._queue, replace(message, failed_attempts=attempt), delay)
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -72,8 +71,9 @@ from avc_common.bus.base import (
     retry_delay,
 )
 from avc_common.events import Event
+from avc_common.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ATTEMPTS_HEADER: Final = "x-avc-attempts"
 ERROR_HEADER: Final = "x-avc-error"
@@ -408,7 +408,7 @@ class RabbitBus(Bus):
                     raise PublishFailed("connection closed") from exc
                 if loop.time() + pause >= deadline:
                     raise PublishFailed(f"{routing_key!r} not confirmed: {exc!r}") from exc
-                log.debug("bus: publish of %r failed (%r); retrying", routing_key, exc)
+                log.debug("bus_publish_retry", routing_key=routing_key, error=repr(exc))
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
@@ -421,15 +421,15 @@ class RabbitBus(Bus):
             for sub in list(self._subscriptions):
                 try:
                     await sub.check()
-                except Exception:
-                    log.exception("bus: watchdog could not check/restore %s", sub.name)
+                except Exception as exc:
+                    log.error("bus_watchdog_check_failed", queue=sub.name, exc_info=exc)
 
     def _on_connection_lost(self, *_: Any) -> None:
         if not self._closed:
-            log.warning("bus: connection to %s lost; reconnecting", _redact(self.url))
+            log.warning("bus_connection_lost", url=_redact(self.url))
 
     def _on_reconnected(self, *_: Any) -> None:
-        log.info("bus: reconnected to %s", _redact(self.url))
+        log.info("bus_reconnected", url=_redact(self.url))
 
 
 class _RabbitSubscription(Subscription):
@@ -490,7 +490,7 @@ class _RabbitSubscription(Subscription):
         # Twice in a row: aio-pika's own restore gets a full interval before we step in.
         if self._misses < 2:
             return
-        log.warning("bus: consumer of %s is gone; reopening the subscription", self.name)
+        log.warning("bus_consumer_gone_reopening", queue=self.name)
         old = self._channel
         self._channel = self._queue = self._tag = None
         if old is not None:
@@ -514,7 +514,7 @@ class _RabbitSubscription(Subscription):
                 if name == self.name:
                     QUEUE_CONSUMERS.labels(name).set(ok.consumer_count or 0)
         except (TimeoutError, aiormq.exceptions.AMQPError, RuntimeError):
-            log.debug("bus: could not sample the depth of %s", self.name, exc_info=True)
+            log.debug("bus_depth_sample_failed", queue=self.name, exc_info=True)
 
     async def consuming(self) -> bool:
         """Connected, and this subscription's consumer tag is registered on its live channel:
@@ -549,7 +549,7 @@ class _RabbitSubscription(Subscription):
                 # Also drops the tag from aio-pika's restore list, even if this times out.
                 await asyncio.wait_for(queue.cancel(tag), _SETTLE_TIMEOUT)
             except Exception as exc:
-                log.warning("bus: cancelling the consumer of %s failed: %r", self.name, exc)
+                log.warning("bus_consumer_cancel_failed", queue=self.name, error=repr(exc))
         # A handler cancelling its own subscription must not wait for itself.
         others = self._in_flight - {asyncio.current_task()}
         if others:
@@ -583,7 +583,7 @@ class _RabbitSubscription(Subscription):
             try:
                 event = Event.from_json(message.body)
             except (ValidationError, ValueError) as exc:
-                log.error("bus: invalid event body on %s, dead-lettered: %s", self.name, exc)
+                log.error("bus_event_invalid_dead_lettered", queue=self.name, error=str(exc))
                 await self._dead_letter(message, f"invalid event body: {error_text(exc)}", failed)
                 return
             attempt = failed + 1
@@ -599,23 +599,23 @@ class _RabbitSubscription(Subscription):
     ) -> None:
         if attempt >= self._max_attempts:
             log.error(
-                "bus: %s failed %d times on %s; dead-lettered",
-                event.id,
-                attempt,
-                self.name,
+                "bus_event_dead_lettered",
+                event_id=event.id,
+                attempts=attempt,
+                queue=self.name,
                 exc_info=exc,
             )
             await self._dead_letter(message, error_text(exc), attempt)
             return
         delay = retry_delay(self._retry_delay, attempt)
         log.warning(
-            "bus: %s failed on %s (attempt %d/%d), retry in %.1fs: %r",
-            event.id,
-            self.name,
-            attempt,
-            self._max_attempts,
-            delay,
-            exc,
+            "bus_event_retry",
+            event_id=event.id,
+            queue=self.name,
+            attempt=attempt,
+            max_attempts=self._max_attempts,
+            retry_in_seconds=round(delay, 1),
+            error=repr(exc),
         )
         try:
             await self._bus._publish(
@@ -626,7 +626,7 @@ class _RabbitSubscription(Subscription):
             )
         except PublishFailed as publish_exc:
             # Not parked for later: hand it straight back (the delivery limit still caps loops).
-            log.warning("bus: could not park %s for retry: %s", event.id, publish_exc)
+            log.warning("bus_retry_park_failed", event_id=event.id, error=str(publish_exc))
             await _settle(lambda: message.nack(requeue=True), self.name)
             return
         await _settle(message.ack, self.name)
@@ -643,7 +643,7 @@ class _RabbitSubscription(Subscription):
             )
         except PublishFailed as exc:
             # The queue's own dead-lettering still parks it in `.dead`, only without our header.
-            log.warning("bus: dead-letter copy failed (%s); rejecting to the DLX", exc)
+            log.warning("bus_dead_letter_copy_failed_rejecting", error=str(exc))
             await _settle(lambda: message.reject(requeue=False), self.name)
             return
         await _settle(message.ack, self.name)
@@ -654,7 +654,8 @@ async def _settle(action: Callable[[], Awaitable[Any]], queue: str) -> None:
     try:
         await asyncio.wait_for(action(), _SETTLE_TIMEOUT)
     except Exception as exc:
-        log.warning("bus: could not settle a delivery on %s (will be redelivered): %r", queue, exc)
+        # The broker redelivers it.
+        log.warning("bus_settle_failed", queue=queue, error=repr(exc))
 
 
 def _copy(
