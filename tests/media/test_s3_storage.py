@@ -69,7 +69,10 @@ async def test_encode_and_play_from_s3(s3_url: str, tmp_path: Path) -> None:
         video_id = await media.upload("acct_a", clip)
         video = await media.wait_status("acct_a", video_id, within=120)
         assert video["status"] == "ready", video["error"]
-        assert list(work.iterdir()) == []  # the downloaded source and outputs are cleaned up
+        # The downloaded source and outputs are cleaned up: the worker's own scratch folder
+        # holds only its owner marker (avc_media.scratch).
+        (folder,) = work.iterdir()
+        assert [p.name for p in folder.iterdir()] == ["owner.json"]
         base = video["hls_url"].rsplit("/", 1)[0]
         playlist = (await media.client.get(f"{base}/240p/index.m3u8")).text
         segment = next(line for line in playlist.splitlines() if line.endswith(".ts"))
