@@ -415,3 +415,36 @@ async def _three_leases(
             {"_id": video_id}, {"$unset": {"lease_owner": "", "lease_expires_at": ""}}
         )
         await asyncio.wait_for(handling, 30)
+
+
+async def test_a_lease_the_redrive_clears_counts_once(
+    make_media: Callable[..., Any], tmp_path: Path
+) -> None:
+    settings = media_settings(tmp_path / "work", lease_seconds=2.0)
+    registry = CollectorRegistry()
+    with capture_logs() as logs:
+        async with make_media() as media:
+            worker = _worker(media, settings, registry)
+            dead = {
+                "lease_owner": "dead-worker",
+                "lease_expires_at": utcnow() - timedelta(seconds=5),
+                "encode_attempts": 1,
+            }
+            event = await _registered(media, dead)
+            video_id = str(event.data["video_id"])
+            # A redelivered message's handler read the video before the re-drive cleared the
+            # lease ...
+            stale = await worker.jobs.get("acct_a", video_id)
+            assert stale is not None
+            assert stale.lease_owner == "dead-worker"
+            counts = await worker.redrive_once()
+            assert counts["lease_expired"] == 1
+            assert registry.get_sample_value("avc_media_lease_takeovers_total") == 1
+            # ... then takes the cleared lease: not a second take-over.
+            leased = await worker._acquire(stale)
+            assert leased is not None
+            assert leased.lease_owner == "the-new-worker"
+            await worker.jobs.release_lease(video_id, owner="the-new-worker")
+    assert registry.get_sample_value("avc_media_lease_takeovers_total") == 1
+    taken = [line for line in logs if line["event"] == "encode_lease_taken_over"]
+    assert [(line["via"], line["previous_owner"]) for line in taken] == [("redrive", "dead-worker")]

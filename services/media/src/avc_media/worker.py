@@ -198,7 +198,14 @@ class EncodeWorker:
                 video.account_id, video.id, owner=self.owner, seconds=lease
             )
             if leased is not None:
-                self._note_takeover(seen, waited=time.monotonic() - started)
+                # Only when nothing changed the video since `seen` was read (a re-drive that
+                # cleared the lease meanwhile stamped `queued_at` and counted it already).
+                untouched = (
+                    leased.queued_at == seen.queued_at
+                    and leased.encode_attempts == seen.encode_attempts + 1
+                )
+                if untouched:
+                    self._note_takeover(seen, via="redelivery", waited=time.monotonic() - started)
                 return leased
             current = await self.jobs.get(video.account_id, video.id)
             if current is None or current.deleted or not current.processing:
@@ -218,9 +225,11 @@ class EncodeWorker:
                 waiting_logged = True
             await asyncio.sleep(min(lease / 4, max(0.05, deadline - time.monotonic())))
 
-    def _note_takeover(self, before: Video, *, waited: float) -> None:
+    def _note_takeover(self, before: Video, *, via: str, waited: float = 0.0) -> None:
         """Logs and counts a lease taken from another worker whose lease ran out (a lease that
-        was released instead leaves no owner behind)."""
+        was released instead leaves no owner behind). Either path counts once per dead lease:
+        the redelivered message's handler acquires it (`redelivery`), or the re-drive clears it
+        and re-queues the video first (`redrive`), after which no handler sees the old owner."""
         holder, expires = before.lease_owner, before.lease_expires_at
         if not holder or holder == self.owner or expires is None:
             return
@@ -230,6 +239,7 @@ class EncodeWorker:
         self.metrics.lease_takeovers.inc()
         log.warning(
             "encode_lease_taken_over",
+            via=via,
             previous_owner=holder,
             expired_seconds_ago=round((now - expires).total_seconds(), 1),
             waited_seconds=round(waited, 1),
@@ -421,7 +431,10 @@ class EncodeWorker:
         counts = {"lease_expired": 0, "never_started": 0, "outbox": 0, "deletes": 0}
         now = utcnow()
         for video in await self.jobs.stale_leases(now=now, limit=_REDRIVE_BATCH):
-            counts["lease_expired"] += await self._requeue(video)
+            handled = await self._requeue(video)
+            counts["lease_expired"] += handled
+            if handled and video.encode_attempts < self.settings.max_encode_attempts:
+                self._note_takeover(video, via="redrive")
         queued_before = now - timedelta(
             seconds=0 if requeue_unstarted else self.settings.redrive_after_seconds
         )
