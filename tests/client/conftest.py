@@ -64,7 +64,7 @@ class Account:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("client-server")
-    env = {"AVC_WEBHOOK_POLL_INTERVAL_SECONDS": "0.2", "AVC_LOG_LEVEL": "INFO"}
+    env = {"AVC_WEBHOOKS_POLL_INTERVAL_SECONDS": "0.2", "AVC_LOG_LEVEL": "INFO"}
     with running_stack(root, bus_url="memory://", extra_env=env) as stack:
         component = stack.start_all_in_one()
         yield Server(stack, component)

@@ -1,7 +1,7 @@
 """`verify_webhook` on a real delivery of the all-in-one server to a local receiver: accepted
 and parsed into its typed event; a tampered body, a wrong secret and a stale timestamp are
 refused. (The server allows a loopback http receiver: the test stack sets
-AVC_WEBHOOK_ALLOW_INSECURE=1, as in the other end-to-end tests.)"""
+AVC_WEBHOOKS_ALLOW_INSECURE=1, as in the other end-to-end tests.)"""
 
 from __future__ import annotations
 

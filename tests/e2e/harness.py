@@ -228,7 +228,7 @@ class Stack:
                 "AVC_BUS_URL": self.bus_url,
                 "AVC_BUS_EXCHANGE": self.exchange,
                 "AVC_BUS_QUEUE_PREFIX": self.queue_prefix,
-                "AVC_WEBHOOK_ALLOW_INSECURE": "1",
+                "AVC_WEBHOOKS_ALLOW_INSECURE": "1",
                 "AVC_LOG_LEVEL": "INFO",
                 **self.extra_env,
             }

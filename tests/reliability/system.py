@@ -39,7 +39,7 @@ UNLIMITED: Final = {
 FAST: Final = {
     "AVC_MEDIA_X264_PRESET": "ultrafast",
     "AVC_MEDIA_LADDER": "240",
-    "AVC_WEBHOOK_POLL_INTERVAL_SECONDS": "0.2",
+    "AVC_WEBHOOKS_POLL_INTERVAL_SECONDS": "0.2",
     "AVC_ACCESS_LOG": "false",
     "AVC_LOG_LEVEL": "INFO",
 }

@@ -1,6 +1,6 @@
 """The webhook receiver is down (connection refused) for several attempts, then comes up:
 every event is delivered exactly once, and the attempts follow the retry schedule (shortened
-with AVC_WEBHOOK_RETRY_SCHEDULE for the test)."""
+with AVC_WEBHOOKS_RETRY_SCHEDULE for the test)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_receiver_down_then_up_gets_every_event_once_on_schedule(
 ) -> None:
     clip = make_video(tmp_path / "clip.mp4", seconds=1)
     env = {
-        "AVC_WEBHOOK_RETRY_SCHEDULE": ",".join(str(s) for s in SCHEDULE),
-        "AVC_WEBHOOK_RETRY_JITTER": "0",
+        "AVC_WEBHOOKS_RETRY_SCHEDULE": ",".join(str(s) for s in SCHEDULE),
+        "AVC_WEBHOOKS_RETRY_JITTER": "0",
     }
     receiver = WebhookReceiver()  # its port is chosen, nothing listens there yet
     with running_system(tmp_path / "sys", moto_server, env=env) as system:
