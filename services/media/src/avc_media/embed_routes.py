@@ -13,7 +13,14 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from avc_common.errors import BadRequest, NotFound, ServiceUnavailable, ValidationFailed
+from avc_common.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
 from avc_common.objects import ObjectNotFound, ObjectReader
 from avc_common.objects import RangeNotSatisfiable as StoreRangeNotSatisfiable
 from avc_common.web import current_request_id, error_responses
@@ -46,7 +53,7 @@ RefererHeader = Annotated[str | None, Header(alias="referer", include_in_schema=
     "/api/v1/embed/{token}",
     response_model=Embed,
     summary="Public embed metadata of a video",
-    responses=error_responses(NotFound, DomainNotAllowed),
+    responses=error_responses(Unauthorized, NotFound, DomainNotAllowed),
 )
 async def embed(
     token: str,
@@ -73,7 +80,14 @@ async def embed(
     response_model=ViewAccepted,
     summary="Report a play start",
     responses=error_responses(
-        BadRequest, NotFound, DomainNotAllowed, VideoNotReady, ValidationFailed, ServiceUnavailable
+        Unauthorized,
+        BadRequest,
+        PayloadTooLarge,
+        NotFound,
+        DomainNotAllowed,
+        VideoNotReady,
+        ValidationFailed,
+        ServiceUnavailable,
     ),
     openapi_extra=json_body_openapi(ViewReport, required=False),
 )

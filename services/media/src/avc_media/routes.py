@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from avc_common.errors import BadRequest, NotFound, ValidationFailed
+from avc_common.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized, ValidationFailed
 from avc_common.internal_auth import CurrentCaller
 from avc_common.web import current_request_id, error_responses
 from avc_media import service
@@ -22,7 +22,7 @@ internal_router = APIRouter(tags=["internal"], include_in_schema=False)
     "/api/v1/videos",
     response_model=VideoPage,
     summary="List videos, newest first",
-    responses=error_responses(ValidationFailed),
+    responses=error_responses(Unauthorized, ValidationFailed),
 )
 async def list_videos(
     caller: CurrentCaller,
@@ -39,7 +39,7 @@ async def list_videos(
     "/api/v1/videos/{video_id}",
     response_model=Video,
     summary="One video, with its embed token",
-    responses=error_responses(NotFound),
+    responses=error_responses(Unauthorized, NotFound),
 )
 async def get_video(video_id: str, caller: CurrentCaller, ctx: Context) -> dict[str, Any]:
     return await service.get_video(ctx, account_id=caller.account_id, video_id=video_id)
@@ -49,7 +49,9 @@ async def get_video(video_id: str, caller: CurrentCaller, ctx: Context) -> dict[
     "/api/v1/videos/{video_id}",
     response_model=Video,
     summary="Change title, allowed domains, visibility or player preset",
-    responses=error_responses(BadRequest, NotFound, ValidationFailed, PresetNotFound),
+    responses=error_responses(
+        Unauthorized, BadRequest, PayloadTooLarge, NotFound, ValidationFailed, PresetNotFound
+    ),
     openapi_extra=json_body_openapi(VideoUpdate),
 )
 async def update_video(
@@ -67,7 +69,7 @@ async def update_video(
     "/api/v1/videos/{video_id}",
     status_code=204,
     summary="Delete a video and every stored file of it",
-    responses=error_responses(NotFound),
+    responses=error_responses(Unauthorized, NotFound),
 )
 async def delete_video(video_id: str, caller: CurrentCaller, ctx: Context) -> Response:
     await service.delete_video(
