@@ -81,7 +81,12 @@ def _run(action: Callable[[Identity], Awaitable[T]]) -> T:
     from pydantic import ValidationError
 
     from avc_common.errors import AppError
+    from avc_common.logging import configure_logging
     from avc_gateway.secrets_store import SecretsError
+
+    # stdout carries the command's answer (`KEY=$(avcaption admin create-api-key …)`): log lines
+    # (deprecated settings, adapter warnings) go to stderr as readable text.
+    configure_logging(service="admin", level="WARNING", json=False, stream=sys.stderr)
 
     async def main() -> T:
         async with _open_identity() as identity:

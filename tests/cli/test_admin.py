@@ -280,3 +280,30 @@ def test_set_rate_limit_refuses_bad_arguments(env: dict[str, str | None], args: 
     result = admin(env, "set-rate-limit", "--email", "x@example.com", *args)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_stdout_holds_only_the_key_when_settings_log_warnings(
+    env: dict[str, str | None],
+) -> None:
+    """`KEY=$(avcaption admin create-api-key …)` must stay usable when a deprecated variable
+    makes the settings log a warning: log lines go to stderr, the key alone to stdout."""
+    import os
+    import subprocess
+    import sys
+
+    KEY_ARGS = ("--email", "scripts@example.com", "--name", "ci")  # noqa: N806
+    assert create(env, "scripts@example.com").exit_code == 0
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("AVC_")}
+    child_env.update({k: v for k, v in env.items() if v is not None})
+    child_env["AVC_READ_RATE_LIMIT_PER_MINUTE"] = "500"  # the old name of a gateway setting
+    done = subprocess.run(
+        [sys.executable, "-m", "avcaption", "admin", "create-api-key", *KEY_ARGS],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"avc_[0-9a-f]{64}\n", done.stdout), done.stdout
+    assert "AVC_GATEWAY_READ_RATE_LIMIT_PER_MINUTE" in done.stderr
