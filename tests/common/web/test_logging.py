@@ -145,3 +145,16 @@ def test_secret_fields_and_tracebacks_are_redacted(logs: Any) -> None:
 def test_scrub_leaves_ordinary_values_alone() -> None:
     value = {"path": "/api/v1/videos/vid_1?page=2", "count": 3, "items": ("a", None)}
     assert scrub(value) == value
+
+
+def test_uvicorn_loggers_silenced_elsewhere_are_routed_again() -> None:
+    """Another library's `dictConfig(disable_existing_loggers=True)` (or uvicorn's access-log
+    switch) must not silence the access lines of a later `configure_logging`."""
+    access = logging.getLogger("uvicorn.access")
+    access.disabled = True
+    access.propagate = False
+    access.setLevel(logging.CRITICAL)
+    out = io.StringIO()
+    configure_logging(service="again", json=True, stream=out)
+    access.info('%s - "%s" %d', "127.0.0.1:1", "GET /healthz", 200)
+    assert "GET /healthz" in out.getvalue()

@@ -137,6 +137,10 @@ def configure_logging(
         routed = logging.getLogger(name)
         routed.handlers.clear()
         routed.propagate = True
+        # A library's dictConfig(disable_existing_loggers=True) or uvicorn's own config may have
+        # silenced or raised them; the root's level decides from here on.
+        routed.disabled = False
+        routed.setLevel(logging.NOTSET)
 
     structlog.configure(
         processors=[
