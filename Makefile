@@ -39,7 +39,7 @@ run: setup
 	$(BIN)/avcaption serve
 
 test: setup
-	$(BIN)/pytest -rs $(PYTEST_ARGS)
+	$(BIN)/pytest -rs --durations=20 $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
