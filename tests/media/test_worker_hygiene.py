@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
-from structlog.testing import capture_logs
 from tests.media.conftest import (
     INTERNAL_SECRET,
     PLAYBACK_SECRET,
@@ -37,6 +36,7 @@ from tests.media.test_worker_process import (
     rabbit,
 )
 from tests.support.assertions import eventually
+from tests.support.logs import CapturedLogs, captured_logs
 from tests.support.videos import make_video
 
 from avc_common.config import Settings
@@ -378,7 +378,7 @@ async def test_only_a_lease_that_ran_out_counts_as_taken_over(
 ) -> None:
     settings = media_settings(tmp_path / "work", lease_seconds=2.0)
     registry = CollectorRegistry()
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         await _three_leases(make_media, settings, registry, logs)
     assert registry.get_sample_value("avc_media_lease_takeovers_total") == 1
     assert registry.get_sample_value("avc_media_encodes_total", {"outcome": "failed"}) == 3
@@ -394,7 +394,7 @@ async def _three_leases(
     make_media: Callable[..., Any],
     settings: MediaSettings,
     registry: CollectorRegistry,
-    logs: list[MutableMapping[str, Any]],
+    logs: CapturedLogs,
 ) -> None:
     async with make_media() as media:
         worker = _worker(media, settings, registry)
@@ -422,7 +422,7 @@ async def test_a_lease_the_redrive_clears_counts_once(
 ) -> None:
     settings = media_settings(tmp_path / "work", lease_seconds=2.0)
     registry = CollectorRegistry()
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         async with make_media() as media:
             worker = _worker(media, settings, registry)
             dead = {

@@ -11,6 +11,7 @@ import httpx
 import pytest
 import structlog
 from fastapi import APIRouter, Depends, FastAPI
+from tests.support.logs import captured_logs
 
 from avc_common.logging import (
     REDACTED,
@@ -158,3 +159,15 @@ def test_uvicorn_loggers_silenced_elsewhere_are_routed_again() -> None:
     configure_logging(service="again", json=True, stream=out)
     access.info('%s - "%s" %d', "127.0.0.1:1", "GET /healthz", 200)
     assert "GET /healthz" in out.getvalue()
+
+
+def test_captured_logs_sees_a_logger_cached_by_an_earlier_configuration() -> None:
+    """structlog's `capture_logs` misses a logger cached under an older configuration (it failed
+    the worker tests in a full run); the tests' helper reads what the real handler writes."""
+    configure_logging(service="first", level="INFO", json=True, stream=io.StringIO())
+    cached = structlog.get_logger("tests.cached")
+    cached.info("caches_the_chain")
+    configure_logging(service="second", level="INFO", json=True, stream=io.StringIO())
+    with captured_logs() as logs:
+        cached.info("seen", n=1)
+    assert [(line["event"], line["n"]) for line in logs] == [("seen", 1)]
