@@ -1,24 +1,21 @@
 """Renamed environment variables keep working for one release, with a logged warning.
 
 A settings class lists its old names (`{"AVC_PLAYBACK_SECRET": "playback_secret"}`: old
-variable -> field) and plugs `DeprecatedEnvSource` in after its own environment source, so the
-new name wins when both are set; variables that no longer do anything can be listed as
-`removed` to say so at start instead of being silently ignored:
+variable -> field) by deriving from `RenamableSettings`, which plugs `DeprecatedEnvSource` in
+after its own environment source, so the new name wins when both are set; variables that no
+longer do anything can be listed as `removed_env` to say so at start instead of being silently
+ignored:
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
-                                   dotenv_settings, file_secret_settings):
-        return with_deprecated_env(
-            settings_cls, (init_settings, env_settings, dotenv_settings, file_secret_settings),
-            renamed=RENAMED_ENV, removed=REMOVED_ENV,
-        )
+    class MediaSettings(RenamableSettings):
+        renamed_env: ClassVar[Mapping[str, str]] = {"AVC_PLAYBACK_SECRET": "playback_secret"}
+        removed_env: ClassVar[tuple[str, ...]] = ("AVC_MEDIA_FFPROBE_PATH",)
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -102,3 +99,26 @@ def with_deprecated_env(
     init_settings, env_settings, dotenv_settings, file_secret_settings = sources
     old_names = DeprecatedEnvSource(settings_cls, renamed=renamed, removed=removed)
     return init_settings, env_settings, old_names, dotenv_settings, file_secret_settings
+
+
+class RenamableSettings(BaseSettings):
+    """Settings whose fields may also be read from old variable names (`renamed_env`)."""
+
+    renamed_env: ClassVar[Mapping[str, str]] = {}
+    removed_env: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return with_deprecated_env(
+            settings_cls,
+            (init_settings, env_settings, dotenv_settings, file_secret_settings),
+            renamed=cls.renamed_env,
+            removed=cls.removed_env,
+        )

@@ -12,12 +12,13 @@ the next release, with a warning at start.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from collections.abc import Mapping
+from typing import ClassVar, Final, Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from avc_common.config_compat import with_deprecated_env
+from avc_common.config_compat import RenamableSettings
 from avc_common.secrets import OptionalSecret
 
 AccountRateClass = Literal["read", "write", "upload", "stats"]
@@ -47,10 +48,11 @@ RENAMED_ENV: Final = {f"AVC_{name.upper()}": name for name in _GATEWAY_FIELDS}
 """Old variable -> field of `GatewaySettings` (read as `AVC_GATEWAY_<FIELD>` now)."""
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(RenamableSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
     )
+    renamed_env: ClassVar[Mapping[str, str]] = RENAMED_ENV
 
     # Signs dashboard sessions (HS256). Empty: generated once, kept in <data dir>/secrets.
     jwt_secret: OptionalSecret = Field(default=SecretStr(""), validation_alias="AVC_JWT_SECRET")
@@ -83,21 +85,6 @@ class GatewaySettings(BaseSettings):
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=65536, ge=64)
     password_hash_parallelism: int = Field(default=4, ge=1)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return with_deprecated_env(
-            settings_cls,
-            (init_settings, env_settings, dotenv_settings, file_secret_settings),
-            renamed=RENAMED_ENV,
-        )
 
     def account_rate_limits(self) -> dict[AccountRateClass, int]:
         """Returns the default per-minute limit of each per-account class."""

@@ -6,13 +6,14 @@ next release the old names of three of them (`RENAMED_ENV`) still work, with a w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from avc_common.config_compat import with_deprecated_env
+from avc_common.config_compat import RenamableSettings
 from avc_common.secrets import OptionalSecret
 
 ENV_PREFIX: Final = "AVC_MEDIA_"
@@ -39,8 +40,10 @@ X264_PRESETS: Final = (
 DEFAULT_LADDER: Final = (1080, 720, 480, 360)
 
 
-class MediaSettings(BaseSettings):
+class MediaSettings(RenamableSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    renamed_env: ClassVar[Mapping[str, str]] = RENAMED_ENV
+    removed_env: ClassVar[tuple[str, ...]] = REMOVED_ENV
 
     # Where clients reach the gateway, for the absolute media URLs the API hands out
     # (`https://video.example.com`). Empty: root-relative URLs (`/play/...`).
@@ -88,22 +91,6 @@ class MediaSettings(BaseSettings):
     redrive_after_seconds: float = Field(default=600.0, ge=0)
     """A video never picked up by any worker is re-queued after this long."""
     max_encode_attempts: int = Field(default=3, ge=1)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return with_deprecated_env(
-            settings_cls,
-            (init_settings, env_settings, dotenv_settings, file_secret_settings),
-            renamed=RENAMED_ENV,
-            removed=REMOVED_ENV,
-        )
 
     @field_validator("public_base_url")
     @classmethod

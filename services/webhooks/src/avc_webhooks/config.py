@@ -13,13 +13,11 @@ from typing import Annotated, Any, Final
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
-    BaseSettings,
     NoDecode,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from avc_common.config_compat import with_deprecated_env
+from avc_common.config_compat import RenamableSettings
 from avc_webhooks.ssrf import Resolver, UrlPolicy
 
 DEFAULT_RETRY_SCHEDULE: Final = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -41,7 +39,7 @@ def _split(value: Any) -> Any:
     return value
 
 
-class WebhookSettings(BaseSettings):
+class WebhookSettings(RenamableSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # Development only: allows `http://` URLs and loopback/private/link-local targets.
@@ -73,21 +71,6 @@ class WebhookSettings(BaseSettings):
 
     max_endpoints_per_account: int = Field(default=20, ge=1)
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return with_deprecated_env(
-            settings_cls,
-            (init_settings, env_settings, dotenv_settings, file_secret_settings),
-            renamed=RENAMED_ENV,
-        )
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -133,3 +116,5 @@ RENAMED_ENV: Final = {
     f"{OLD_ENV_PREFIX}{name}".upper(): name for name in WebhookSettings.model_fields
 }
 """Old variable -> field: every setting was `AVC_WEBHOOK_<FIELD>` (now `AVC_WEBHOOKS_<FIELD>`)."""
+# Known only once the class exists (every field has an old name).
+WebhookSettings.renamed_env = RENAMED_ENV

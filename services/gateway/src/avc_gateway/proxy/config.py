@@ -7,12 +7,13 @@ Built from the environment once, in `avc_gateway.app.create_app`.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import ClassVar, Final
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from avc_common.config_compat import with_deprecated_env
+from avc_common.config_compat import RenamableSettings
 from avc_gateway.config import ENV_PREFIX
 
 _PROXY_FIELDS: Final = (
@@ -30,8 +31,9 @@ RENAMED_ENV: Final = {f"AVC_{name.upper()}": name for name in _PROXY_FIELDS}
 """Old variable -> field of `ProxySettings` (read as `AVC_GATEWAY_<FIELD>` now)."""
 
 
-class ProxySettings(BaseSettings):
+class ProxySettings(RenamableSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    renamed_env: ClassVar[Mapping[str, str]] = RENAMED_ENV
 
     proxy_connect_timeout: float = Field(default=5.0, gt=0)
     # Per read/write, not per request: a slow 5 MiB chunk upload must not be cut off.
@@ -48,18 +50,3 @@ class ProxySettings(BaseSettings):
     # The merged public OpenAPI document is rebuilt at most this often.
     openapi_cache_seconds: float = Field(default=30.0, ge=0)
     openapi_fetch_timeout: float = Field(default=5.0, gt=0)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return with_deprecated_env(
-            settings_cls,
-            (init_settings, env_settings, dotenv_settings, file_secret_settings),
-            renamed=RENAMED_ENV,
-        )
