@@ -81,6 +81,7 @@ PUBLIC_ROUTES: Final[tuple[PublicRoute, ...]] = (
     _r("HEAD", "/play/{playback_token}/{file_path:path}", "media", "public", "public"),
     # stats
     _r("GET", "/api/v1/stats", "stats", "stats", "account"),
+    _r("GET", "/api/v1/stats/views", "stats", "stats", "account"),
     _r("GET", "/api/v1/stats/thresholds", "stats", "stats", "account"),
     _r("PUT", "/api/v1/stats/thresholds", "stats", "write", "account"),
     # webhooks (Enterprise)

@@ -15,10 +15,13 @@ from avc_common.runtime import Adapters, adapters_lifespan
 from avc_common.web import Lifespan, create_service_app, package_version
 from avc_media.config import MediaSettings
 from avc_media.embed_routes import router as embed_router
+from avc_media.player.routes import router as player_router
+from avc_media.presets.routes import router as presets_router
 from avc_media.repository import ensure_indexes
 from avc_media.routes import internal_router, router
 from avc_media.secrets_store import resolve_playback_secret
 from avc_media.service import MediaContext
+from avc_media.subtitles.routes import router as subtitles_router
 
 SERVICE: Final = "media"
 
@@ -62,7 +65,14 @@ def create_app(
     app = create_service_app(
         service=SERVICE,
         settings=settings,
-        routers=[router, embed_router, internal_router],
+        routers=[
+            router,
+            subtitles_router,
+            presets_router,
+            embed_router,
+            player_router,
+            internal_router,
+        ],
         lifespan=adapters_lifespan(
             service=SERVICE,
             settings=settings,

@@ -1,0 +1,1 @@
+"""The embeddable player page (GET /embed/<token>) and its vendored browser assets."""

@@ -1,0 +1,1 @@
+"""Player presets: CRUD scoped to the account."""

@@ -1,0 +1,7 @@
+"""HTTP routes of the presets feature (mounted by `avc_media.app`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,1 @@
+"""Subtitle tracks of a video: upload (WebVTT/SRT), list, delete, HLS master playlist entries."""
