@@ -1,0 +1,1 @@
+"""AI translation of subtitle tracks, behind a translator port picked from AVC_TRANSLATOR_URL."""
